@@ -1,0 +1,44 @@
+"""Package metadata for kerascnn."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="kerascnn",
+    version="0.1.0",
+    description=(
+        "Best practices for training convolutional networks as Keras 3 / "
+        "TensorFlow building blocks and workflows: GroupNorm, max-norm, "
+        "DropConnect, cyclical learning rates, transfer learning by the "
+        "similarity/size table, KerasTuner search, verified SavedModel export."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["kerascnn", "kerascnn.*"]),
+    package_data={"kerascnn.datasets": ["data/*.npz"]},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3,<4",
+        "keras-tuner>=1.4.7",
+        # KerasTuner imports tensorboard in every trial under the TF backend.
+        "tensorboard>=2.16",
+        "scikit-learn>=1.3",
+        "numpy>=1.26",
+        "matplotlib>=3.7",
+        "pillow>=10",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+    },
+    entry_points={"console_scripts": ["kerascnn=kerascnn.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

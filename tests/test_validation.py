@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from kerascnn import _validation as v
+from kerascnn.utils import conv_output_size
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "3", None, True])
+def test_positive_int_names_argument_and_value(bad):
+    with pytest.raises(ValueError, match=r"Argument `groups` must be a positive "
+                       r"integer\. Received: groups="):
+        v.check_positive_int("groups", bad)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 2, float("nan"), "0.5", True])
+def test_rate_must_be_in_unit_interval(bad):
+    with pytest.raises(ValueError, match=r"Received: rate="):
+        v.check_rate("rate", bad)
+
+
+def test_option_lists_choices():
+    assert v.check_option("padding", "SAME", ("same", "valid")) == "same"
+    with pytest.raises(ValueError, match=r"one of 'same', 'valid'.*"
+                       r"Received: padding='full'"):
+        v.check_option("padding", "full", ("same", "valid"))
+
+
+def test_images_reject_nan_and_add_channel_axis():
+    x = np.zeros((3, 4, 4), "float32")
+    assert v.check_images("x", x).shape == (3, 4, 4, 1)
+    x[1, 2, 2] = np.nan
+    with pytest.raises(ValueError, match=r"finite pixel values.*image 1"):
+        v.check_images("x", x)
+
+
+def test_labels_checks():
+    assert v.check_labels("y", [0, 1, 1], 2).tolist() == [0, 1, 1]
+    assert v.check_labels("y", np.eye(3)).tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"class indices in \[0, 1\].*from 0 to 2"):
+        v.check_labels("y", [0, 1, 2], num_classes=2)
+    with pytest.raises(ValueError, match="at least two classes"):
+        v.check_labels("y", [3, 3, 3])
+    with pytest.raises(ValueError, match="same number of samples"):
+        v.check_labels("y", [0, 1], num_samples=3)
+
+
+def test_batch_size_larger_than_data():
+    with pytest.raises(ValueError, match=r"<= the number of training samples "
+                       r"\(10\)\. Received: batch_size=32"):
+        v.check_batch_size(32, 10)
+
+
+@pytest.mark.parametrize(
+    "size, f, s, p, expected",
+    [(32, 5, 1, 2, 32), (227, 11, 4, 0, 55), (7, 3, 1, "valid", 5),
+     (7, 3, 2, 1, 4), (28, 3, 2, "same", 14), (5, 5, 1, 0, 1)],
+)
+def test_conv_output_size_formula(size, f, s, p, expected):
+    assert conv_output_size(size, f, s, p) == expected
+
+
+def test_conv_output_size_errors_name_layer_and_numbers():
+    with pytest.raises(ValueError, match=r"not an integer.*= 13\.5"):
+        conv_output_size(28, 3, 2, "valid")
+    assert conv_output_size(28, 3, 2, "valid", strict=False) == 13
+    with pytest.raises(ValueError, match=r"layer `conv_3` is not positive"):
+        conv_output_size(2, 5, 1, "valid", name="conv_3")
+    with pytest.raises(ValueError, match=r"Received: padding='full'"):
+        conv_output_size(8, 3, 1, "full")
+    with pytest.raises(ValueError, match=r"Received: stride=0"):
+        conv_output_size(8, 3, 0)
