@@ -1,0 +1,83 @@
+"""`load`: one entry point for named datasets, folders and arrays."""
+
+import os
+
+import numpy as np
+
+from kerascnn import _validation
+from kerascnn.datasets.directory import load_directory
+from kerascnn.datasets.embedded import (DIGIT_CLASS_NAMES, load_digits,
+                                        load_mnist5k)
+
+#: Names accepted by `load` for the offline datasets.
+DATASETS = ("mnist5k", "digits")
+
+_LOADERS = {"mnist5k": load_mnist5k, "digits": load_digits}
+
+
+def _from_arrays(source):
+    images = _validation.check_images("images", source[0])
+    labels = _validation.check_labels("labels", source[1],
+                                      num_samples=len(images),
+                                      samples_name="images")
+    if len(source) == 3:
+        class_names = source[2]
+        if (not isinstance(class_names, (list, tuple))
+                or not all(isinstance(n, str) and n for n in class_names)
+                or len(set(class_names)) != len(class_names)):
+            _validation.fail("class_names", "a list of distinct non-empty "
+                             "strings", class_names)
+        class_names = list(class_names)
+        if labels.max() >= len(class_names):
+            raise _validation.ArgumentError(
+                "Argument `labels` must hold class indices in "
+                f"[0, {len(class_names) - 1}] (one per class name). "
+                f"Received: labels up to {int(labels.max())}")
+    else:
+        class_names = [str(i) for i in range(int(labels.max()) + 1)]
+    return images, labels, class_names
+
+
+def load(source, **kwargs):
+    """Loads a dataset as `(images, labels, class_names)` from any source.
+
+    The one call the training workflow and the CLI use, so that a dataset
+    name, a folder or in-memory arrays all come back in the same checked
+    form (uint8 or numeric images with a channel axis, int64 labels, class
+    names as strings).
+
+    Args:
+        source: `"mnist5k"` or `"digits"` (see `DATASETS`; case-insensitive),
+            the path of a folder with one sub-folder per class (see
+            `load_directory`), or a tuple `(images, labels)` /
+            `(images, labels, class_names)` of arrays.
+        **kwargs: Passed to `load_directory` for a folder (`image_size`,
+            `color_mode`, `on_error`, `interpolation`); not accepted for the
+            other sources.
+
+    Returns:
+        Tuple `(images, labels, class_names)`. For the digit datasets the
+        class names are `"0".."9"`; for arrays without names, `"0"` up to the
+        largest label.
+
+    Raises:
+        ArgumentError: for an unknown source or unexpected keyword arguments.
+    """
+    if isinstance(source, tuple) and len(source) in (2, 3):
+        if kwargs:
+            _validation.fail("kwargs", "empty for an (images, labels) tuple",
+                             kwargs)
+        return _from_arrays(source)
+    if isinstance(source, str) and source.lower() in _LOADERS:
+        if kwargs:
+            _validation.fail("kwargs", f"empty for the dataset {source!r}",
+                             kwargs)
+        images, labels = _LOADERS[source.lower()]()
+        return images, labels, list(DIGIT_CLASS_NAMES)
+    if isinstance(source, (str, os.PathLike)) and os.path.isdir(source):
+        return load_directory(source, **kwargs)
+    _validation.fail(
+        "source", "one of " + ", ".join(repr(n) for n in DATASETS)
+        + ", an existing directory or an (images, labels) tuple",
+        source if not isinstance(source, np.ndarray)
+        else f"array of shape {source.shape}")
