@@ -173,6 +173,7 @@ def test_trains_with_sgd_and_optimizer_follows_schedule(tmp_path):
     np.testing.assert_allclose(loaded.predict(x, verbose=0),
                                model.predict(x, verbose=0), rtol=1e-6)
     model.export(tmp_path / "exported", verbose=False)
-    served = tf.saved_model.load(str(tmp_path / "exported")).serve(x)
+    reloaded = tf.saved_model.load(str(tmp_path / "exported"))
+    served = reloaded.serve(x)
     np.testing.assert_allclose(served.numpy(), model.predict(x, verbose=0),
                                rtol=1e-5, atol=1e-6)
