@@ -52,6 +52,7 @@ class SearchResult:
         ran_trials: Trial ids this process trained.
         tuner: The KerasTuner tuner (for `results_summary()` and the like).
         class_names: Class names of the data.
+        splits: The `kerascnn.data.Splits` the search used.
     """
 
     def __init__(self, **fields):
@@ -301,7 +302,8 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
         common = dict(
             role=role, ran_trials=ran, tuner=kt_tuner,
             num_replicas=num_replicas, global_batch_size=global_batch,
-            space_report=hypermodel.report, class_names=class_names)
+            space_report=hypermodel.report, class_names=class_names,
+            splits=splits)
         if role == "worker":
             worker_id = kt_tuner.tuner_id
             path = os.path.join(results_dir, f"worker_{worker_id}.json")
