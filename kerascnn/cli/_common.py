@@ -1,0 +1,242 @@
+"""Helpers shared by the `kerascnn` subcommands.
+
+Argument groups that mirror `build_cnn` and `fit`, argparse types that raise
+the package's one-line messages, and the export-target check that runs before
+any training.
+"""
+
+import argparse
+import os
+
+from kerascnn import _validation
+
+DEFAULT_EXPORT_DIR = "saved_models"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                    argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the description's and epilog's line breaks."""
+
+
+def add_parser(subparsers, name, help_text, description, example):
+    """Adds a subcommand parser with the shared formatter and an example."""
+    return subparsers.add_parser(
+        name, help=help_text, description=description,
+        epilog=f"example:\n  {example}", formatter_class=HelpFormatter)
+
+
+# -- argparse types: invalid values become one-line usage errors -------------
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer, received {text!r}")
+    return value
+
+
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number >= 0, received {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a number >= 0, received {text!r}")
+    return value
+
+
+def learning_rate(text):
+    """A float > 0 or the word `find`."""
+    if text.lower() == "find":
+        return "find"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'must be a number > 0 or "find", received {text!r}') from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f'must be a number > 0 or "find", received {text!r}')
+    return value
+
+
+def padding(text):
+    """`same`, `valid` or an integer number of zeros per side."""
+    if text.lower() in ("same", "valid"):
+        return text.lower()
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'must be "same", "valid" or an integer >= 0, received {text!r}'
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f'must be "same", "valid" or an integer >= 0, received {text!r}')
+    return value
+
+
+def optional_choice(text):
+    """Maps `none` to `None`."""
+    return None if text.lower() == "none" else text.lower()
+
+
+# -- argument groups ------------------------------------------------------------
+
+
+def add_model_arguments(parser):
+    """`build_cnn` options (their defaults are build_cnn's)."""
+    group = parser.add_argument_group(
+        "model (kerascnn.models.build_cnn)")
+    group.add_argument("--depth", type=positive_int, default=2,
+                       help="number of conv blocks (filters double per block)")
+    group.add_argument("--filters", type=positive_int, default=32,
+                       help="filters of the first block")
+    group.add_argument("--filter-size", type=positive_int, default=3,
+                       help="square conv window F")
+    group.add_argument("--stride", type=positive_int, default=1,
+                       help="stride S of each block's first conv")
+    group.add_argument("--padding", type=padding, default="same",
+                       help='"same", "valid" or zeros P per side')
+    group.add_argument("--pooling", type=optional_choice, default="max2",
+                       choices=["max2", "max3", "avg2", None],
+                       help='pooling after each block ("none" for none)')
+    group.add_argument("--normalization", default="auto",
+                       choices=["auto", "batch", "sync_batch", "group",
+                                "layer", "instance", "none"],
+                       help="normalization after each conv; auto = "
+                            "GroupNorm below 16 images per replica, else "
+                            "BatchNorm")
+    group.add_argument("--dropout", type=float, default=0.25,
+                       help="dropout rate after the hidden dense layer")
+    group.add_argument("--dropconnect", type=float, default=0.0,
+                       help="DropConnect rate of the hidden dense layer")
+    group.add_argument("--max-norm", type=float, default=None,
+                       help="max-norm constraint on every kernel (e.g. 3)")
+    group.add_argument("--l2", type=non_negative_float, default=0.0,
+                       help="L2 weight penalty")
+    return group
+
+
+def add_fit_arguments(parser, epochs=30, augment=None):
+    """`fit` options."""
+    from kerascnn.training import BALANCE_OPTIONS, SCHEDULES
+
+    group = parser.add_argument_group("training (kerascnn.training.fit)")
+    group.add_argument("--epochs", type=positive_int, default=epochs,
+                       help="maximum epochs (early stopping may end sooner)")
+    group.add_argument("--batch-size", type=positive_int, default=64,
+                       help="batch size per replica")
+    group.add_argument("--learning-rate", type=learning_rate, default=1e-3,
+                       help='learning rate, or "find" for the range test')
+    group.add_argument("--schedule", type=optional_choice, default=None,
+                       choices=list(SCHEDULES) + [None],
+                       help="learning-rate schedule")
+    group.add_argument("--balance", type=optional_choice, default="auto",
+                       choices=list(BALANCE_OPTIONS) + [None],
+                       help="label-imbalance handling (auto: class weights "
+                            "when imbalanced)")
+    group.add_argument("--augment", type=optional_choice, default=augment,
+                       help='augmentation preset ("digits", "natural", '
+                            '"none")')
+    group.add_argument("--no-early-stopping", dest="early_stopping",
+                       action="store_false",
+                       help="train all epochs (default: stop after 5 epochs "
+                            "without val_loss improvement, keep the best)")
+    group.add_argument("--seed", type=int, default=42,
+                       help="seed of the split, sampling and weights")
+    group.add_argument("--backup-dir", default=None,
+                       help="folder to resume an interrupted run from")
+    group.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
+                       help="0 silent, 1 progress bar, 2 one line per epoch")
+    return group
+
+
+def add_export_arguments(parser, name_default=None):
+    group = parser.add_argument_group("export (kerascnn.export)")
+    if name_default is None:
+        group.add_argument("--export", required=True, metavar="NAME",
+                           help="name of the export folder")
+    else:
+        group.add_argument("--name", "--export", dest="export",
+                           default=name_default, metavar="NAME",
+                           help="name of the export folder")
+    group.add_argument("--export-dir", default=DEFAULT_EXPORT_DIR,
+                       help="folder that holds exports")
+    group.add_argument("--overwrite", action="store_true",
+                       help="replace an existing export of the same name")
+    return group
+
+
+def model_kwargs_from_args(args):
+    """build_cnn keyword arguments from `add_model_arguments` options."""
+    return {
+        "depth": args.depth, "filters": args.filters,
+        "filter_size": args.filter_size, "stride": args.stride,
+        "padding": args.padding, "pooling": args.pooling,
+        "normalization": args.normalization, "dropout": args.dropout,
+        "dropconnect": args.dropconnect, "max_norm": args.max_norm,
+        "l2": args.l2,
+    }
+
+
+def fit_kwargs_from_args(args):
+    """fit keyword arguments from `add_fit_arguments` options."""
+    return {
+        "epochs": args.epochs, "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate, "schedule": args.schedule,
+        "balance": args.balance, "augment": args.augment,
+        "early_stopping": args.early_stopping, "seed": args.seed,
+        "backup_dir": args.backup_dir, "verbose": args.verbose,
+    }
+
+
+# -- export ---------------------------------------------------------------------
+
+
+def check_export_target(name, export_dir, overwrite):
+    """Checks the export name and refuses an existing export, before training.
+
+    Returns the destination path `export_dir/name`.
+    """
+    from kerascnn.export import saved_model
+
+    saved_model._check_name(name)
+    export_dir = _validation.check_string("export_dir", os.fspath(export_dir))
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        _validation.fail("export_dir", "a folder (not a file)", export_dir)
+    destination = os.path.join(export_dir, name)
+    if os.path.lexists(destination) and not overwrite:
+        raise FileExistsError(
+            f"the export {destination!r} already exists; pass --overwrite to "
+            "replace it or --name/--export to choose another name "
+            "(checked before training, nothing was done)")
+    return destination
+
+
+def export_result(result, name, export_dir, overwrite, data_name):
+    """Exports a `FitResult`'s model with its metrics; returns the path."""
+    from kerascnn.export import export_model
+
+    metadata = {
+        "data": data_name,
+        "metrics": {
+            "test_accuracy": result.test_metrics["accuracy"],
+            "test_loss": result.test_metrics["loss"],
+        },
+        "splits": result.splits,
+        "normalization": result.normalization,
+        "learning_rate": result.learning_rate,
+        "schedule": result.schedule,
+        "epochs": result.initial_epoch + result.epochs_run,
+    }
+    return export_model(result.model, name, directory=export_dir,
+                        overwrite=overwrite, metadata=metadata,
+                        class_names=list(result.class_names))

@@ -1,0 +1,100 @@
+"""Learning-rate schedules by name, sized to the run that uses them.
+
+`fit(schedule=...)` names a schedule; this module turns the name, the base
+learning rate and the length of the run into a Keras `LearningRateSchedule`:
+
+- `"cyclic"`, `"triangular2"`, `"exp_range"`: the kerascnn cyclical rates
+  (Smith, 2017). The rate moves between `(low, high)`; `step_size`, the
+  half cycle, is `half_cycle_epochs(epochs)` epochs, i.e. between 2 and 8
+  epochs as Smith advises (2-10 x the iterations per epoch), and short
+  enough that a run holds at least two cycles when it has 16 epochs or more.
+  `"exp_range"` uses `gamma = 0.5 ** (1 / (2 * step_size))`, so the
+  amplitude halves each cycle like `"triangular2"` but smoothly.
+- `"step"`: `keras.optimizers.schedules.PiecewiseConstantDecay`, the rate
+  divided by 10 at 50% and again at 75% of the run.
+- `"exponential"`: `ExponentialDecay(staircase=True)`, decayed once per
+  epoch so that the last epoch runs at 1/100 of the rate.
+- `"inverse_time"`: `InverseTimeDecay`, ``lr / (1 + k t)`` with t in epochs
+  and ``k = 9 / epochs``, so the run ends at 1/10 of the rate.
+"""
+
+import math
+
+import keras
+
+SCHEDULES = (
+    "cyclic",
+    "triangular2",
+    "exp_range",
+    "step",
+    "exponential",
+    "inverse_time",
+)
+CYCLIC_SCHEDULES = ("cyclic", "triangular2", "exp_range")
+
+# Smith (2017), section 3.3: the lower bound 3-4 times below the upper one.
+CYCLIC_RANGE_FACTOR = 4.0
+
+
+def half_cycle_epochs(epochs):
+    """Epochs per half cycle: ``epochs // 4`` clipped to [2, 8]."""
+    return int(min(8, max(2, epochs // 4)))
+
+
+def cyclic_bounds(learning_rate):
+    """Default `(low, high)` of a cyclical rate whose maximum is `learning_rate`."""
+    return (learning_rate / CYCLIC_RANGE_FACTOR, learning_rate)
+
+
+def make_schedule(name, learning_rate, steps_per_epoch, epochs, bounds=None):
+    """Returns the Keras schedule `name` for a run of `epochs` epochs.
+
+    Args:
+        name: One of `SCHEDULES`.
+        learning_rate: Float > 0, the base (or, for cyclical schedules, the
+            maximal) rate.
+        steps_per_epoch: Integer >= 1, optimizer steps per epoch.
+        epochs: Integer >= 1, the length of the run.
+        bounds: Optional `(low, high)` for the cyclical schedules (from the
+            learning-rate range test). Defaults to
+            `cyclic_bounds(learning_rate)`.
+    """
+    total_steps = steps_per_epoch * epochs
+    if name in CYCLIC_SCHEDULES:
+        from kerascnn import schedules
+
+        low, high = bounds if bounds is not None else cyclic_bounds(
+            learning_rate)
+        step_size = half_cycle_epochs(epochs) * steps_per_epoch
+        if name == "cyclic":
+            return schedules.TriangularCyclicalLearningRate(
+                initial_learning_rate=low, maximal_learning_rate=high,
+                step_size=step_size)
+        if name == "triangular2":
+            return schedules.Triangular2CyclicalLearningRate(
+                initial_learning_rate=low, maximal_learning_rate=high,
+                step_size=step_size)
+        return schedules.ExponentialCyclicalLearningRate(
+            initial_learning_rate=low, maximal_learning_rate=high,
+            step_size=step_size, gamma=0.5 ** (1.0 / (2 * step_size)))
+    if name == "step":
+        boundaries = sorted({max(1, total_steps // 2),
+                             max(2, (3 * total_steps) // 4)})
+        values = [learning_rate, learning_rate / 10, learning_rate / 100]
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            boundaries=boundaries, values=values[: len(boundaries) + 1])
+    if name == "exponential":
+        decay_rate = 0.01 ** (1.0 / max(1, epochs - 1))
+        return keras.optimizers.schedules.ExponentialDecay(
+            learning_rate, decay_steps=steps_per_epoch, decay_rate=decay_rate,
+            staircase=True)
+    if name == "inverse_time":
+        return keras.optimizers.schedules.InverseTimeDecay(
+            learning_rate, decay_steps=steps_per_epoch,
+            decay_rate=9.0 / epochs)
+    raise ValueError(f"Unknown schedule {name!r}")  # validated by the caller
+
+
+def steps_for(num_samples, batch_size):
+    """Optimizer steps that cover `num_samples` once (last batch partial)."""
+    return int(math.ceil(num_samples / batch_size))
