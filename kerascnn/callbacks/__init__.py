@@ -1,5 +1,15 @@
 """Callbacks: early stopping, the learning-rate range test, loss-curve diagnosis."""
 
 from kerascnn.callbacks.early_stopping import EarlyStopping
+from kerascnn.callbacks.lr_finder import (
+    LearningRateFinder,
+    LRFinderResult,
+    find_learning_rate,
+)
 
-__all__ = ["EarlyStopping"]
+__all__ = [
+    "EarlyStopping",
+    "LearningRateFinder",
+    "find_learning_rate",
+    "LRFinderResult",
+]
