@@ -27,7 +27,7 @@ def _epoch(dataset):
 
 def test_all_is_pinned():
     assert sorted(kdata.__all__) == sorted([
-        "ClassificationReport", "Splits", "augmentation",
+        "Augmentation", "ClassificationReport", "Splits", "augmentation",
         "channel_statistics", "class_counts", "class_weights",
         "classification_report", "detect_imbalance", "imbalance_ratio",
         "list_augmentation_presets", "make_dataset", "normalization_layer",

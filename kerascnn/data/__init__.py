@@ -7,12 +7,14 @@
   label imbalance, measured and reweighted.
 - `make_dataset`, `samples_per_epoch`: `tf.data` pipelines with over-,
   under- and balanced batch sampling.
-- `augmentation`, `list_augmentation_presets`: Keras augmentation presets.
+- `augmentation`, `list_augmentation_presets`, `Augmentation`: Keras
+  augmentation presets that stay off in exported models.
 - `classification_report`, `ClassificationReport`: per-class metrics,
   ROC/PR AUC, confusion matrix.
 """
 
-from kerascnn.data.augmentation import augmentation, list_augmentation_presets
+from kerascnn.data.augmentation import (Augmentation, augmentation,
+                                        list_augmentation_presets)
 from kerascnn.data.imbalance import (class_counts, class_weights,
                                      detect_imbalance, imbalance_ratio)
 from kerascnn.data.metrics import ClassificationReport, classification_report
@@ -21,6 +23,7 @@ from kerascnn.data.preprocessing import channel_statistics, normalization_layer
 from kerascnn.data.splits import Splits, split_dataset
 
 __all__ = [
+    "Augmentation",
     "ClassificationReport",
     "Splits",
     "augmentation",

@@ -1,5 +1,7 @@
 """Data augmentation presets built from Keras preprocessing layers."""
 
+import keras
+
 from kerascnn import _validation
 
 # Each preset: option -> value. An option set to 0 or None is left out.
@@ -24,6 +26,26 @@ _OVERRIDES = ("flip", "rotation", "translation", "zoom", "contrast",
               "brightness", "fill_mode", "value_range")
 
 
+@keras.saving.register_keras_serializable(package="kerascnn")
+class Augmentation(keras.Sequential):
+    """A `keras.Sequential` of augmentation layers that is off unless training.
+
+    Keras's random preprocessing layers default to `training=True` when no
+    `training` value reaches them, which is what happens in the `serve`
+    endpoint written by `model.export()`: a plain `keras.Sequential` of them
+    keeps augmenting in the exported SavedModel, so served predictions are
+    random and differ from `model.predict`. This subclass defaults
+    `training` to `False` (and treats `None` as `False`), so it augments only
+    in `fit` (or when called with `training=True`) and is the identity in
+    `predict`, `evaluate` and every exported endpoint. Built by
+    `augmentation`; saved and loaded as `kerascnn>Augmentation`.
+    """
+
+    def call(self, inputs, training=False, mask=None, **kwargs):
+        return super().call(inputs, training=bool(training), mask=mask,
+                            **kwargs)
+
+
 def list_augmentation_presets():
     """Names of the augmentation presets, with their settings.
 
@@ -43,17 +65,18 @@ def _check_value_range(value):
 
 
 def augmentation(preset="digits", seed=None, name=None, **overrides):
-    """Returns a `keras.Sequential` of random augmentation layers.
+    """Returns an `Augmentation` (a `keras.Sequential`) of random layers.
 
     Only Keras's own preprocessing layers are used (`RandomFlip`,
     `RandomRotation`, `RandomTranslation`, `RandomZoom`, `RandomContrast`,
     `RandomBrightness`), so the block is saved with the model and runs on
     the accelerator; like them it transforms images only when called with
     `training=True` and is the identity at inference, in `evaluate`,
-    `predict` and an exported SavedModel. What this adds: presets that
-    follow the lecture's "get creative for your problem" advice with safe
-    defaults (digits are never flipped), one `seed` that seeds every layer
-    differently, and validated overrides.
+    `predict` and, unlike a plain `keras.Sequential` of those layers, in the
+    SavedModel written by `model.export()` (see `Augmentation`). It also
+    adds presets that follow the lecture's "get creative for your problem"
+    advice with safe defaults (digits are never flipped), one `seed` that
+    seeds every layer differently, and validated overrides.
 
     Presets (see `list_augmentation_presets`):
         `"digits"`: rotation ±0.03 turn (about ±11°), translation ±10%, zoom
@@ -79,11 +102,9 @@ def augmentation(preset="digits", seed=None, name=None, **overrides):
             `value_range` (pixel range, default `(0, 255)`).
 
     Returns:
-        A `keras.Sequential` (a single `Identity` layer when nothing is
-        enabled).
+        An `Augmentation`, a `keras.Sequential` subclass (holding a single
+        `Identity` layer when nothing is enabled).
     """
-    import keras
-
     preset = _validation.check_option("preset", preset, tuple(_PRESETS))
     if seed is not None:
         seed = _validation.check_non_negative_int("seed", seed)
@@ -143,4 +164,4 @@ def augmentation(preset="digits", seed=None, name=None, **overrides):
             name="brightness"))
     if not layers:
         layers.append(keras.layers.Identity(name="identity"))
-    return keras.Sequential(layers, name=name)
+    return Augmentation(layers, name=name)
