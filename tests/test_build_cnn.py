@@ -328,6 +328,23 @@ def test_strategy_sets_replicas_and_scope(two_cpu_strategy):
         build_cnn((8, 8, 1), 3, strategy=two_cpu_strategy, num_replicas=3)
 
 
+def test_sync_batch_norm_fits_under_strategy(two_cpu_strategy):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 8, 8, 1)).astype("float32")
+    y = np.arange(8) % 2
+    model = build_cnn((8, 8, 1), 2, depth=1, filters=2, dense_units=4,
+                      normalization="sync_batch", strategy=two_cpu_strategy)
+    with two_cpu_strategy.scope():
+        model.compile(optimizer="sgd",
+                      loss="sparse_categorical_crossentropy")
+    norm = model.get_layer("block1_norm1")
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    # One step with momentum 0.99 moved the moving mean towards the batch
+    # mean (over both replicas' halves).
+    assert np.abs(norm.moving_mean.numpy()).max() > 0
+
+
 # -- regularization -------------------------------------------------------------
 
 
@@ -384,11 +401,21 @@ def test_normalizer_from_images_takes_raw_pixels():
                                atol=1e-4)
     np.testing.assert_allclose(standardized.std(axis=(0, 1, 2)), 1.0,
                                atol=1e-3)
-    # An adapted layer is used as given.
+    # The statistics are constructor arguments (kept by clone_model).
+    np.testing.assert_allclose(
+        np.asarray(layer.get_config()["mean"]),
+        images.reshape(-1, 2).mean(axis=0), rtol=1e-5)
+    # An adapted layer is used with the same name and statistics.
     adapted = keras.layers.Normalization(axis=-1, name="my_norm")
     adapted.adapt(images.astype("float32"))
     model = build_cnn((8, 8, 2), 3, depth=1, filters=2, normalizer=adapted)
-    assert model.get_layer("my_norm") is adapted
+    x = images[:3].astype("float32")
+    np.testing.assert_allclose(np.asarray(model.get_layer("my_norm")(x)),
+                               np.asarray(adapted(x)), atol=1e-6)
+    # A layer built with fixed statistics is used as given.
+    fixed = keras.layers.Normalization(mean=[1.0, 2.0], variance=[4.0, 9.0])
+    model = build_cnn((8, 8, 2), 3, depth=1, filters=2, normalizer=fixed)
+    assert model.layers[1] is fixed
 
 
 def test_augmentation_only_in_training():
@@ -447,6 +474,11 @@ def test_keras_save_load_round_trip(tmp_path):
     np.testing.assert_allclose(
         reloaded.predict(images, verbose=0), model.predict(images, verbose=0),
         atol=1e-6)
+    # keras.models.clone_model (used to rebuild under a strategy) keeps it.
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone.predict(images, verbose=0),
+                               model.predict(images, verbose=0), atol=1e-6)
     # The plain Keras export serves the inference path (augmentation off).
     model.export(str(tmp_path / "sm"), verbose=False)
     served = tf.saved_model.load(str(tmp_path / "sm"))

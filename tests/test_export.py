@@ -75,6 +75,9 @@ def test_round_trip_and_metadata(exported, tmp_path):
     assert path == os.path.join(tmp_path / "exports", "digits_v1")
     assert sorted(os.listdir(path)) == [
         "metadata.json", "model.keras", "saved_model"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask
     # Nothing else is left in the directory (no temporary folders).
     assert os.listdir(tmp_path / "exports") == ["digits_v1"]
     expected = model.predict(images, verbose=0)

@@ -304,6 +304,11 @@ def export_model(model, name, directory="saved_models", sample=None,
     os.makedirs(directory, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=directory)
     try:
+        # mkdtemp creates the folder private (0o700); the export gets the
+        # permissions a plain mkdir would have given it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         saved_model_path = os.path.join(tmp, SAVED_MODEL_DIR)
         keras_path = os.path.join(tmp, KERAS_FILE)
         _write_saved_model(model, saved_model_path, input_shape, dtype)

@@ -326,19 +326,27 @@ def _check_activation(activation):
 
 
 def _check_normalizer(normalizer, channels):
+    """Returns a Normalization layer with its statistics in its config.
+
+    An adapted layer keeps its statistics in weights that only
+    `finalize_state` turns into the constants `call` uses; a model copied with
+    `keras.models.clone_model` + `set_weights` (how models are moved into a
+    distribution strategy) then normalizes with zeros and ones. The returned
+    layer carries `mean` and `variance` as constructor arguments instead, so
+    any copy normalizes identically.
+    """
     if normalizer is None:
         return None
     if isinstance(normalizer, keras.layers.Normalization):
-        adapted = normalizer.input_mean is not None or (
-            normalizer.built and getattr(normalizer, "mean", None) is not None
-        )
-        if not adapted:
+        if normalizer.input_mean is not None:
+            return normalizer
+        if not normalizer.built or getattr(normalizer, "mean", None) is None:
             _validation.fail(
                 "normalizer", "an adapted keras.layers.Normalization (call "
                 "`adapt(x_train)` first), an array of training images or None",
                 normalizer,
             )
-        return normalizer
+        return _fixed_normalizer(normalizer, normalizer.name)
     if isinstance(normalizer, keras.layers.Layer):
         _validation.fail(
             "normalizer", "a keras.layers.Normalization layer, an array of "
@@ -350,9 +358,19 @@ def _check_normalizer(normalizer, channels):
             "normalizer", f"training images with {channels} channels (as "
             "`input_shape`)", f"array of shape {images.shape}",
         )
-    layer = keras.layers.Normalization(axis=-1, name="normalizer")
+    layer = keras.layers.Normalization(axis=-1)
     layer.adapt(images.astype("float32"))
-    return layer
+    return _fixed_normalizer(layer, "normalizer")
+
+
+def _fixed_normalizer(adapted, name):
+    return keras.layers.Normalization(
+        axis=adapted.axis,
+        mean=keras.ops.convert_to_numpy(adapted.adapt_mean),
+        variance=keras.ops.convert_to_numpy(adapted.adapt_variance),
+        invert=adapted.invert,
+        name=name,
+    )
 
 
 def _check_strategy(strategy, num_replicas):
