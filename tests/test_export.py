@@ -276,3 +276,17 @@ def test_load_and_predict_errors(tmp_path, exported):
         predict_export(path, np.zeros((2, 4, 4, 1)))
     with pytest.raises(ValueError, match="Received: batch_size=0"):
         predict_export(path, np.zeros((2, 8, 8, 1)), batch_size=0)
+
+
+def test_export_model_built_under_strategy(tmp_path, two_cpu_strategy):
+    images = _images()
+    model = build_cnn(INPUT_SHAPE, 3, depth=1, filters=2, dense_units=4,
+                      normalizer=images, batch_size=8,
+                      strategy=two_cpu_strategy, verbose=False)
+    with two_cpu_strategy.scope():
+        model.compile(optimizer="adam",
+                      loss="sparse_categorical_crossentropy")
+    model.fit(images, np.arange(6) % 3, batch_size=6, epochs=1, verbose=0)
+    path = export_model(model, "mirrored", directory=tmp_path, sample=images)
+    np.testing.assert_allclose(predict_export(path, images),
+                               model.predict(images, verbose=0), atol=1e-5)

@@ -499,7 +499,7 @@ def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
 
     Example:
 
-    >>> model = build_cnn((28, 28, 1), 10, depth=2, batch_size=8)
+    >>> model = build_cnn((28, 28, 1), 10, batch_size=8, verbose=False)
     >>> model.kerascnn_config["normalization_resolved"]
     'group'
 
