@@ -153,3 +153,15 @@ def test_saved_and_exported_inside_a_model(tmp_path):
 def test_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         augmentation(**kwargs)
+
+
+def test_registered_and_config_round_trip():
+    assert keras.saving.get_registered_name(Augmentation) \
+        == "kerascnn>Augmentation"
+    block = augmentation("natural", seed=4, zoom=0.2)
+    config = keras.saving.serialize_keras_object(block)
+    restored = keras.saving.deserialize_keras_object(config)
+    assert isinstance(restored, Augmentation)
+    assert _layer_types(restored) == _layer_types(block)
+    assert restored.get_layer("zoom").get_config() \
+        == block.get_layer("zoom").get_config()

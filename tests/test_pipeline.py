@@ -199,3 +199,26 @@ def test_normalization_layer_grayscale_and_errors():
         normalization_layer(np.zeros((3,)))
     with pytest.raises(ValueError, match="Received: batch_size=0"):
         normalization_layer(x, batch_size=0)
+
+
+def test_balanced_pipeline_with_augmentation_under_mirrored_strategy(
+        two_cpu_strategy):
+    import keras
+
+    from kerascnn.data import augmentation
+
+    x = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 1)) \
+        .astype("uint8")
+    y = np.repeat([0, 1], [30, 10])
+    with two_cpu_strategy.scope():
+        inputs = keras.Input((8, 8, 1))
+        h = augmentation("digits", seed=1)(inputs)
+        h = normalization_layer(x)(h)
+        h = keras.layers.Flatten()(h)
+        model = keras.Model(inputs, keras.layers.Dense(2)(h))
+        model.compile(optimizer="adam",
+                      loss=keras.losses.SparseCategoricalCrossentropy(
+                          from_logits=True))
+    dataset = make_dataset(x, y, batch_size=8, sampling="balanced", seed=0)
+    history = model.fit(dataset, epochs=1, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["loss"][0])
