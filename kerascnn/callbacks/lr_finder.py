@@ -185,7 +185,8 @@ class LRFinderResult:
             if finite.size:
                 top = min(float(np.max(finite)),
                           4.0 * float(np.min(finite)) + 1e-12)
-                bottom = float(np.min(finite))
+                raw = np.asarray(self.losses)[np.isfinite(self.losses)]
+                bottom = float(min(np.min(finite), np.min(raw)))
                 pad = 0.05 * max(top - bottom, 1e-12)
                 axis.set_ylim(bottom - pad, top + pad)
             if self.suggested is not None:
