@@ -17,15 +17,19 @@ from kerascnn.cli import _common
 DEFAULT_NAME = "mnist5k_cnn"
 DEFAULT_OUTPUT_DIR = os.path.join("kerascnn_runs", "quickstart")
 
-# The recipe (chosen on the validation split, reported on the test split):
-# build_cnn's default network (2 blocks of 2 convs with BatchNorm, 32 and 64
-# filters, global average pooling, dense 128 + dropout), the "digits"
-# augmentation preset, Adam with an exponential per-epoch decay from 2e-3,
-# early stopping on val_loss with the best weights restored.
+# The recipe, chosen on the validation split (the test split is only
+# reported): build_cnn's default network (2 blocks of 2 convs with
+# BatchNorm, 32 and 64 filters, global average pooling, dense 128 + dropout
+# 0.25), Adam from 2e-3 decayed per epoch to 2e-5 ("exponential"), up to 20
+# epochs with early stopping (patience 5, best weights restored). Measured on
+# a 2-core CPU: about 0.98 test accuracy. The "digits" augmentation preset
+# needs more epochs than this budget to pay off on 4,000 training images
+# (0.97 after 16 epochs, noisier validation curve), so it is left off here;
+# `kerascnn train --augment digits --epochs 40` uses it.
 EPOCHS = 20
 LEARNING_RATE = 2e-3
 SCHEDULE = "exponential"
-AUGMENT = "digits"
+AUGMENT = None
 BATCH_SIZE = 64
 MODEL_KWARGS = {}
 

@@ -620,7 +620,8 @@ def _run(p):
             monitor="val_loss", patience=EARLY_STOPPING_PATIENCE,
             restore_best_weights=True, verbose=0)
         callback_list.append(stopper)
-    diagnoser = kcallbacks.LossCurveDiagnosis()
+    diagnoser = kcallbacks.LossCurveDiagnosis(verbose=0,
+                                              num_classes=p["num_classes"])
     callback_list.append(diagnoser)
     if p["tensorboard_dir"]:
         callback_list.append(keras.callbacks.TensorBoard(p["tensorboard_dir"]))
@@ -628,7 +629,8 @@ def _run(p):
 
     keras_history = model.fit(
         train_ds, validation_data=val_ds, epochs=p["epochs"],
-        class_weight=class_weight, callbacks=callback_list, verbose=verbose)
+        class_weight=class_weight, callbacks=callback_list, verbose=verbose,
+        shuffle=False)  # make_dataset reshuffles every epoch itself
     epochs_run = len(keras_history.epoch)
     initial_epoch = (keras_history.epoch[0] if keras_history.epoch
                      else p["epochs"])
@@ -640,7 +642,7 @@ def _run(p):
 
     diagnosis = getattr(diagnoser, "diagnosis", None)
     if diagnosis is None or initial_epoch > 0:
-        diagnosis = kcallbacks.diagnose_history(history)
+        diagnosis = kcallbacks.diagnose_history(history, p["num_classes"])
     say(diagnosis.summary())
 
     evaluation = model.evaluate(test_ds, return_dict=True, verbose=0)
@@ -735,8 +737,14 @@ def _find_learning_rate(model, p, train_ds, steps_per_epoch):
     model.compile(optimizer=_make_optimizer(p["optimizer"], 1e-3),
                   loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
-    return kcallbacks.find_learning_rate(model, train_ds,
-                                         verbose=0)
+    result = kcallbacks.find_learning_rate(model, train_ds, seed=p["seed"],
+                                           verbose=0)
+    if result.suggested is None:
+        raise _validation.ArgumentError(
+            'Argument `learning_rate` must be a number when the range test '
+            f"finds no learning rate at which the loss falls ({result.stop_reason}"
+            '). Received: learning_rate="find"')
+    return result
 
 
 def _normalization_of(model):
