@@ -190,3 +190,15 @@ def test_rejects_bad_arguments():
         DropConnectDense(3, mc_inference="yes")
     with pytest.raises(ValueError, match="Received: seed=-3"):
         DropConnectConv2D(3, 3, seed=-3)
+
+
+def test_mixed_precision_policy():
+    layer = DropConnectConv2D(4, 3, rate=0.5, dtype="mixed_float16")
+    x = np.random.default_rng(6).normal(size=(2, 6, 6, 2)).astype("float32")
+    inference = layer(x)
+    training = layer(x, training=True)
+    assert inference.dtype == training.dtype == "float16"
+    assert layer.kernel.dtype == "float32"  # variables stay float32
+    assert not np.allclose(np.asarray(training), np.asarray(inference))
+    dense = DropConnectDense(3, rate=0.5, dtype="mixed_float16")
+    assert dense(np.ones((2, 5), "float32"), training=True).dtype == "float16"

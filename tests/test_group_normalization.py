@@ -181,3 +181,13 @@ def test_save_load_export(tmp_path):
     assert layer.get_config()["groups"] == -1
     assert keras.saving.get_registered_name(GroupNormalization) == \
         "kerascnn>GroupNormalization"
+
+
+def test_mixed_precision_float16_matches_float32():
+    x = np.random.default_rng(6).normal(size=(2, 4, 4, 8)).astype("float32")
+    half = GroupNormalization(groups=2, dtype="mixed_float16")
+    out = half(x)
+    assert out.dtype == "float16" and half.gamma.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(out, dtype="float32"),
+                               reference_group_norm(x, 2, 1.0, 0.0),
+                               atol=5e-3)

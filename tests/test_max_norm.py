@@ -154,3 +154,17 @@ def test_config_save_load_export(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "export"))
     np.testing.assert_allclose(np.asarray(loaded.serve(x)), expected,
                                atol=1e-5)
+
+
+def test_constraint_holds_under_mirrored_strategy(two_cpu_strategy):
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(16, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, 16)
+    with two_cpu_strategy.scope():
+        model = _model(True)
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=5.0),
+                      loss=keras.losses.SparseCategoricalCrossentropy(
+                          from_logits=True))
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for name, norms in _unit_norms(model).items():
+        assert np.all(norms <= 1.0 + 1e-5) and norms.max() > 0.99, name
