@@ -176,16 +176,15 @@ def check_image_size(name, value, min_size=1):
 
     Returns a `(height, width)` tuple.
     """
-    if _is_int(value):
-        value = (value, value)
+    pair = (value, value) if _is_int(value) else value
     if (
-        not isinstance(value, (tuple, list))
-        or len(value) != 2
-        or not all(_is_int(v) and v >= min_size for v in value)
+        not isinstance(pair, (tuple, list))
+        or len(pair) != 2
+        or not all(_is_int(v) and v >= min_size for v in pair)
     ):
         fail(name, f"an integer or (height, width) pair of integers >= {min_size}",
              value)
-    return (int(value[0]), int(value[1]))
+    return (int(pair[0]), int(pair[1]))
 
 
 # -- Data checks: run before any training starts ----------------------------

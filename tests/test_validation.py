@@ -69,3 +69,11 @@ def test_conv_output_size_errors_name_layer_and_numbers():
         conv_output_size(8, 3, 1, "full")
     with pytest.raises(ValueError, match=r"Received: stride=0"):
         conv_output_size(8, 3, 0)
+
+
+@pytest.mark.parametrize("bad", [0, (0, 4), (4,), "8", 2.5])
+def test_image_size_reports_the_value_as_given(bad):
+    with pytest.raises(ValueError, match=r"Received: image_size=" + 
+                       __import__("re").escape(repr(bad))):
+        v.check_image_size("image_size", bad)
+    assert v.check_image_size("image_size", 8) == (8, 8)
