@@ -188,6 +188,26 @@ def test_fit_named_schedule_reaches_the_optimizer():
     assert result.schedule == "triangular2"
 
 
+@pytest.mark.parametrize("schedule", ["cyclic", None])
+def test_fit_learning_rate_find(schedule, tmp_path):
+    images, labels = _blobs(90)
+    result = fit((images, labels), epochs=1, batch_size=8,
+                 learning_rate="find", schedule=schedule, plot_dir=tmp_path,
+                 model_kwargs=TINY, verbose=0)
+    low, high = result.lr_finder.suggested
+    assert 0 < low < high
+    assert len(result.lr_finder.learning_rates) > 5
+    assert os.path.exists(result.plots["lr_finder"])
+    if schedule == "cyclic":
+        assert result.learning_rate_bounds == pytest.approx((low, high))
+        assert result.learning_rate == pytest.approx(high)
+    else:
+        assert result.learning_rate_bounds is None
+        assert result.learning_rate == pytest.approx(np.sqrt(low * high))
+        assert float(result.model.optimizer.learning_rate) == pytest.approx(
+            np.sqrt(low * high), rel=1e-5)
+
+
 # -- schedules: closed forms --------------------------------------------------
 
 
