@@ -27,12 +27,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
-
-class TargetReached(Exception):
-    """Raised from a callback to end a search once the target is met."""
-
 
 def _clock_callback(target, state):
     import keras

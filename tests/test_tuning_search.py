@@ -162,3 +162,13 @@ def test_bad_data_fails_before_any_trial(tmp_path):
     with pytest.raises(ValueError, match="Received: data=42"):
         search(42, directory=tmp_path / "kt")
     assert not os.path.exists(tmp_path / "kt")
+
+
+def test_auto_strategy_is_default_on_cpu_and_explicit_is_kept(
+        two_cpu_strategy):
+    from kerascnn.tuning.search import resolve_strategy
+
+    # No GPU here: "auto" means the default strategy (None for KerasTuner).
+    assert resolve_strategy("auto") is None
+    assert resolve_strategy(None) is None
+    assert resolve_strategy(two_cpu_strategy) is two_cpu_strategy
