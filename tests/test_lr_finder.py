@@ -207,3 +207,13 @@ def test_rejects_bad_arguments(digits, kwargs, match):
     with pytest.raises(ValueError, match=match):
         find_learning_rate(model, **kwargs)
     assert int(model.optimizer.iterations) == 0
+
+
+def test_rejects_steps_per_execution(digits):
+    inputs = keras.Input((64,))
+    model = keras.Model(inputs, keras.layers.Dense(10)(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1),
+                  loss="sparse_categorical_crossentropy",
+                  steps_per_execution=4)
+    with pytest.raises(ValueError, match="Received: model='steps_per_exec"):
+        find_learning_rate(model, digits)

@@ -36,7 +36,7 @@ def _measured_activation_bytes(model, batch):
             tensors.append((inner, layer.input))
         else:
             tensors.append((None, layer.output))
-    outer = keras.Model(model.inputs, [t for _, t in tensors])
+    outer = keras.Model(model.inputs[0], [t for _, t in tensors])
     values = outer(batch, training=True)
     total = 0
     for (inner, _), value in zip(tensors, values):

@@ -48,6 +48,11 @@ def _check_float_learning_rate(model):
             "model with optimizer learning_rate="
             f"{type(optimizer._learning_rate).__name__}"
         )
+    if getattr(model, "steps_per_execution", 1) != 1:
+        _validation.fail(
+            "model", "compiled with steps_per_execution=1 (the range test "
+            "changes the learning rate between batches)",
+            f"steps_per_execution={model.steps_per_execution}")
     return optimizer
 
 
