@@ -64,7 +64,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="tiny run (600 images, 2 epochs): a smoke test")
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--output-dir", default="kerascnn_runs/building_blocks")
+    parser.add_argument("--output-dir",
+                        default="kerascnn_runs/building_blocks")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"Argument `epochs` must be a positive integer. "
@@ -142,8 +143,8 @@ def main(argv=None):
     spread = std[np.arange(len(predicted)), predicted]
     correct = predicted == splits.y_test
     wrong = spread[~correct].mean() if (~correct).any() else float("nan")
-    print(f"MC dropout: std of the predicted class {spread[correct].mean():.4f}"
-          f" when right, {wrong:.4f} when wrong")
+    print(f"MC dropout: std of the predicted class "
+          f"{spread[correct].mean():.4f} when right, {wrong:.4f} when wrong")
     return 0
 
 

@@ -92,12 +92,14 @@ def _model(constrained):
 
 def _unit_norms(model):
     conv, depthwise, _, dense = model.layers
-    return {
-        "conv": np.sqrt((conv.get_weights()[0].astype("float64") ** 2).sum(axis=(0, 1, 2))),
-        "depthwise": np.sqrt((depthwise.get_weights()[0].astype("float64") ** 2).sum(
-            axis=(0, 1))).ravel(),
-        "dense": np.sqrt((dense.get_weights()[0].astype("float64") ** 2).sum(axis=0)),
-    }
+
+    def norms(layer, axes):
+        kernel = layer.get_weights()[0].astype("float64")
+        return np.sqrt((kernel ** 2).sum(axis=axes)).ravel()
+
+    return {"conv": norms(conv, (0, 1, 2)),
+            "depthwise": norms(depthwise, (0, 1)),
+            "dense": norms(dense, 0)}
 
 
 def test_training_with_huge_learning_rate_respects_the_cap():

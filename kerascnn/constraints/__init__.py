@@ -1,4 +1,4 @@
-"""Weight constraints: `MaxNorm` with per-unit axes inferred from the kernel."""
+"""Weight constraints: `MaxNorm` with per-unit axes taken from the kernel."""
 
 from kerascnn.constraints.max_norm import MaxNorm
 
