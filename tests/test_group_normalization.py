@@ -191,3 +191,25 @@ def test_mixed_precision_float16_matches_float32():
     np.testing.assert_allclose(np.asarray(out, dtype="float32"),
                                reference_group_norm(x, 2, 1.0, 0.0),
                                atol=5e-3)
+
+
+def test_matches_tensorflow_addons_computation():
+    """tfa.layers.GroupNormalization's call, rewritten with tf.nn ops."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(1.0, 2.0, size=(2, 5, 5, 12)).astype("float32")
+    gamma = rng.normal(size=12).astype("float32")
+    beta = rng.normal(size=12).astype("float32")
+    layer = GroupNormalization(groups=4)
+    layer.build(x.shape)
+    layer.set_weights([gamma, beta])
+    # tfa: reshape to (N, H, W, G, C/G), tf.nn.moments over (1, 2, 4),
+    # tf.nn.batch_normalization with gamma/beta broadcast as (1,1,1,G,C/G).
+    grouped = tf.reshape(x, (2, 5, 5, 4, 3))
+    mean, variance = tf.nn.moments(grouped, [1, 2, 4], keepdims=True)
+    tfa = tf.nn.batch_normalization(
+        grouped, mean=mean, variance=variance,
+        scale=tf.reshape(gamma, (1, 1, 1, 4, 3)),
+        offset=tf.reshape(beta, (1, 1, 1, 4, 3)), variance_epsilon=1e-3)
+    np.testing.assert_allclose(np.asarray(layer(x)),
+                               np.reshape(np.asarray(tfa), x.shape),
+                               atol=1e-5)
