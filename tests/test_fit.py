@@ -43,8 +43,9 @@ def guard(monkeypatch):
 
     @functools.wraps(original)
     def spy(*args, **kwargs):
-        built.append(args)
-        return original(*args, **kwargs)
+        model = original(*args, **kwargs)
+        built.append(model)
+        return model
 
     monkeypatch.setattr(models, "build_cnn", spy)
     recorder = _Recorder()
@@ -285,6 +286,7 @@ def test_bad_data_fails_first(guard, data, match):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"model_kwargs": {"depth": 4}}, "Received:"),  # 8x8 too small
+    ({"model_kwargs": {"dropout": 1.5}}, "Received: dropout=1.5"),
     ({"batch_size": 100}, "Received: batch_size=100"),
     ({"schedule": "cosine"}, "Received: schedule='cosine'"),
     ({"schedule": 3}, "Received: schedule=3"),

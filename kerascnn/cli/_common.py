@@ -7,6 +7,7 @@ any training.
 
 import argparse
 import os
+import textwrap
 
 from kerascnn import _validation
 
@@ -15,13 +16,18 @@ DEFAULT_EXPORT_DIR = "saved_models"
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
                     argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the description's and epilog's line breaks."""
+    """Shows defaults (not for on/off flags) and keeps the epilog's lines."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0:  # store_true / store_false flags
+            return action.help
+        return super()._get_help_string(action)
 
 
 def add_parser(subparsers, name, help_text, description, example):
     """Adds a subcommand parser with the shared formatter and an example."""
     return subparsers.add_parser(
-        name, help=help_text, description=description,
+        name, help=help_text, description=textwrap.fill(description, 79),
         epilog=f"example:\n  {example}", formatter_class=HelpFormatter)
 
 
@@ -163,6 +169,7 @@ def add_export_arguments(parser, name_default=None):
     group = parser.add_argument_group("export (kerascnn.export)")
     if name_default is None:
         group.add_argument("--export", required=True, metavar="NAME",
+                           default=argparse.SUPPRESS,
                            help="name of the export folder")
     else:
         group.add_argument("--name", "--export", dest="export",

@@ -5,6 +5,7 @@ converts each image with Pillow to the model's channels and size, and runs
 the SavedModel's `serve` signature (no Keras model is rebuilt).
 """
 
+import argparse
 import os
 
 import numpy as np
@@ -26,6 +27,7 @@ def register(subparsers):
             "training data (MNIST: a light digit on a dark background)."),
         example="kerascnn predict --model saved_models/mnist5k_cnn digit.png")
     parser.add_argument("--model", required=True, metavar="EXPORT",
+                        default=argparse.SUPPRESS,
                         help="export folder (e.g. saved_models/mnist5k_cnn)")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files (PNG, JPEG, BMP, ...)")

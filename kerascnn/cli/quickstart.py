@@ -7,6 +7,7 @@ with `tf.saved_model.load(...).serve` and reports the reloaded model's test
 accuracy. Nothing is downloaded.
 """
 
+import argparse
 import os
 import time
 
@@ -52,7 +53,8 @@ def register(subparsers):
             "the test split. Takes a few minutes on a 2-core CPU; nothing is "
             "downloaded."),
         example="kerascnn quickstart --output-dir runs/qs --name mnist5k_cnn")
-    parser.add_argument("--epochs", type=_common.positive_int, default=None,
+    parser.add_argument("--epochs", type=_common.positive_int,
+                        default=argparse.SUPPRESS,
                         help=f"maximum epochs, early stopping may end sooner "
                              f"(default: {EPOCHS}; 1 with --quick)")
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
@@ -81,11 +83,11 @@ def run(args):
     if args.quick:
         images, labels = datasets.load_mnist5k()
         data = _stratified_subset(images, labels, QUICK_SAMPLES, seed=42)
-        epochs = args.epochs or 1
+        epochs = getattr(args, "epochs", 1)
         model_kwargs = dict(QUICK_MODEL_KWARGS)
         batch_size = 32
     else:
-        data, epochs = "mnist5k", args.epochs or EPOCHS
+        data, epochs = "mnist5k", getattr(args, "epochs", EPOCHS)
         model_kwargs, batch_size = dict(MODEL_KWARGS), BATCH_SIZE
     result = fit(data, epochs=epochs, batch_size=batch_size,
                  learning_rate=LEARNING_RATE, schedule=SCHEDULE,

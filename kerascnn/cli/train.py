@@ -4,6 +4,8 @@ Every `build_cnn` and `fit` option is a flag; the export target is checked
 before training so a finished run is never lost to an existing folder.
 """
 
+import argparse
+
 from kerascnn.cli import _common
 
 
@@ -21,7 +23,7 @@ def register(subparsers):
             "a folder with one sub-folder of images per class."),
         example="kerascnn train --data digits --depth 1 --epochs 10 "
                 "--export digits_cnn")
-    parser.add_argument("--data", required=True,
+    parser.add_argument("--data", required=True, default=argparse.SUPPRESS,
                         help="'mnist5k', 'digits' or a folder of class "
                              "sub-folders")
     parser.add_argument("--validation-split", type=float, default=0.1,

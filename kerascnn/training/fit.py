@@ -528,6 +528,10 @@ def _run(p):
     verbose = p["verbose"]
     say = print if verbose else (lambda *a, **k: None)
     keras.utils.set_random_seed(p["seed"])
+    strategy = p["strategy"]
+    with strategy.scope():
+        # build_cnn checks its own arguments before it builds any layer.
+        model = _make_model(p)
     for name in ("backup_dir", "tensorboard_dir", "plot_dir"):
         if p[name]:
             os.makedirs(p[name], exist_ok=True)
@@ -562,9 +566,7 @@ def _run(p):
     steps_per_epoch = _schedules.steps_for(
         kdata.samples_per_epoch(y_train, sampling), gbs)
 
-    strategy = p["strategy"]
     with strategy.scope():
-        model = _make_model(p)
         lr_finder = None
         learning_rate = p["learning_rate"]
         bounds = None
