@@ -130,6 +130,9 @@ def test_hypermodel_builds_defaults_with_he_and_numbers():
     assert model.get_layer("block1_conv1").kernel_size == (3, 3)
     assert model.optimizer.learning_rate.numpy() == pytest.approx(1e-4)
     assert model.output_shape == (None, 10)
+    # Short trials: BatchNorm statistics settle with momentum 0.9.
+    assert model.get_layer("block1_norm1").momentum == 0.9
+    assert model.get_layer("block1_norm1").get_config()["momentum"] == 0.9
 
 
 def test_random_oracle_never_draws_a_collapsing_stack(tmp_path):

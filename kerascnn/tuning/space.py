@@ -33,7 +33,7 @@ DEFAULT_SPACE = {
     "strides": (1, 2),
     "paddings": ("same", "valid", 1, 2),
     "poolings": ("max2",),
-    "filters": (16, 32, 64),
+    "filters": (8, 16, 32),
     "normalizations": ("batch", "group", "none"),
     "dropouts": (0.0, 0.25, 0.5),
     "learning_rate": (1e-4, 1e-2),
@@ -152,8 +152,8 @@ class SearchSpace:
             Defaults to `("same", "valid", 1, 2)`.
         poolings: `build_cnn` poolings (`"max2"`, `"max3"`, `"avg2"`,
             `None`). Defaults to `("max2",)`.
-        filters: Filters of the first block (doubled per block). Defaults to
-            `(16, 32, 64)`.
+        filters: Filters of the first block (doubled per block, so depth 3
+            with 32 reaches 128). Defaults to `(8, 16, 32)`.
         normalizations: `build_cnn` normalizations. Defaults to
             `("batch", "group", "none")`.
         dropouts: Dropout rates before the classifier. Defaults to
