@@ -102,8 +102,13 @@ def test_table_plan_beats_training_from_scratch(digits, per_class):
     assert digits["model"].output.shape == (None, 5)
 
 
+def _sample(digits, n=500):
+    index = np.random.default_rng(0).permutation(len(digits["y_target"]))
+    return index[:n]
+
+
 def _dissimilar_targets(digits):
-    x = digits["x_target"][:500]
+    x = digits["x_target"][_sample(digits)]
     rng = np.random.default_rng(0)
     permuted = x.reshape(len(x), -1)[:, rng.permutation(28 * 28)]
     noise = rng.integers(0, 256, x.shape).astype("uint8")
@@ -132,7 +137,7 @@ def test_digits_are_more_similar_than_permuted_or_noise(digits, route):
 
 def test_dissimilar_target_gets_the_linear_probe(digits, tmp_path):
     _, permuted, _ = _dissimilar_targets(digits)
-    y = digits["y_target"][:500]
+    y = digits["y_target"][_sample(digits)]
     result = transfer.fit(digits["model"], permuted[:250], y[:250])
     assert result.plan.cell == "dissimilar-small"
     assert set(result.probe.scores) == {"block1", "block2"}
@@ -143,8 +148,8 @@ def test_dissimilar_target_gets_the_linear_probe(digits, tmp_path):
     result.model.export(path, verbose=False)
     import tensorflow as tf
 
-    served = np.asarray(tf.saved_model.load(path).serve(
-        permuted[250:260].astype("float32")))
+    reloaded = tf.saved_model.load(path)  # keep a reference to its variables
+    served = np.asarray(reloaded.serve(permuted[250:260].astype("float32")))
     np.testing.assert_allclose(
         served, result.model.predict(permuted[250:260], verbose=0),
         rtol=1e-4, atol=1e-5)
