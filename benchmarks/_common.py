@@ -11,6 +11,7 @@ Argument errors come from `kerascnn._validation` in the package's form
 import argparse
 import datetime
 import json
+import logging
 import math
 import os
 import platform
@@ -55,6 +56,8 @@ def parse_int(name, text, min_value=1):
 def parse_args(parser, argv):
     """Parses `argv`, validates the common options, creates the output dir."""
     args = parser.parse_args(argv)
+    # tf.function retracing warnings are expected here: many small models.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if args.seeds is None:
         args.seeds = 1 if args.quick else args.default_seeds
     else:
