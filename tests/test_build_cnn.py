@@ -11,6 +11,19 @@ from kerascnn import models
 from kerascnn.models import NORMALIZATIONS, POOLINGS, build_cnn, cnn_output_shapes
 
 
+@pytest.fixture
+def mirrored(two_cpu_strategy):
+    """A fresh two-CPU MirroredStrategy whose collectives cannot collide.
+
+    Every MirroredStrategy numbers its collective ops from the same keys, so
+    a second strategy in one process reuses the first one's instance keys
+    and TensorFlow aborts with "Shape mismatch in the collective instance"
+    (tensorflow/tensorflow#62790). TensorFlow's own tests bump this base.
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 1000
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 def _layers_of(model, cls):
     return [layer for layer in model.layers if type(layer) is cls]
 
@@ -316,25 +329,25 @@ def test_auto_normalization_quiet_and_explicit_choice_silent(capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_strategy_sets_replicas_and_scope(two_cpu_strategy):
+def test_strategy_sets_replicas_and_scope(mirrored):
     model = build_cnn((8, 8, 1), 3, depth=1, filters=4, dense_units=4,
-                      batch_size=16, strategy=two_cpu_strategy, verbose=False)
+                      batch_size=16, strategy=mirrored, verbose=False)
     assert model.kerascnn_config["num_replicas"] == 2
     # 16 images over 2 replicas = 8 per replica -> GroupNorm.
     assert model.kerascnn_config["normalization_resolved"] == "group"
     assert isinstance(model.get_layer("block1_conv1").kernel.value,
                       tf.distribute.DistributedValues)
     with pytest.raises(ValueError, match="Received: num_replicas=3"):
-        build_cnn((8, 8, 1), 3, strategy=two_cpu_strategy, num_replicas=3)
+        build_cnn((8, 8, 1), 3, strategy=mirrored, num_replicas=3)
 
 
-def test_sync_batch_norm_fits_under_strategy(two_cpu_strategy):
+def test_sync_batch_norm_fits_under_strategy(mirrored):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (8, 8, 8, 1)).astype("float32")
     y = np.arange(8) % 2
     model = build_cnn((8, 8, 1), 2, depth=1, filters=2, dense_units=4,
-                      normalization="sync_batch", strategy=two_cpu_strategy)
-    with two_cpu_strategy.scope():
+                      normalization="sync_batch", strategy=mirrored)
+    with mirrored.scope():
         model.compile(optimizer="sgd",
                       loss="sparse_categorical_crossentropy")
     norm = model.get_layer("block1_norm1")

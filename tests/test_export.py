@@ -18,6 +18,19 @@ from kerascnn.models import build_cnn
 INPUT_SHAPE = (8, 8, 1)
 
 
+@pytest.fixture
+def mirrored(two_cpu_strategy):
+    """A fresh two-CPU MirroredStrategy whose collectives cannot collide.
+
+    Every MirroredStrategy numbers its collective ops from the same keys, so
+    a second strategy in one process reuses the first one's instance keys
+    and TensorFlow aborts with "Shape mismatch in the collective instance"
+    (tensorflow/tensorflow#62790). TensorFlow's own tests bump this base.
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 1000
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
 def _model(seed_images=None, augmentation=None):
     images = seed_images if seed_images is not None else _images()
     return build_cnn(INPUT_SHAPE, 3, depth=1, filters=2, dense_units=4,
@@ -278,12 +291,12 @@ def test_load_and_predict_errors(tmp_path, exported):
         predict_export(path, np.zeros((2, 8, 8, 1)), batch_size=0)
 
 
-def test_export_model_built_under_strategy(tmp_path, two_cpu_strategy):
+def test_export_model_built_under_strategy(tmp_path, mirrored):
     images = _images()
     model = build_cnn(INPUT_SHAPE, 3, depth=1, filters=2, dense_units=4,
                       normalizer=images, batch_size=8,
-                      strategy=two_cpu_strategy, verbose=False)
-    with two_cpu_strategy.scope():
+                      strategy=mirrored, verbose=False)
+    with mirrored.scope():
         model.compile(optimizer="adam",
                       loss="sparse_categorical_crossentropy")
     model.fit(images, np.arange(6) % 3, batch_size=6, epochs=1, verbose=0)
