@@ -172,3 +172,21 @@ def test_auto_strategy_is_default_on_cpu_and_explicit_is_kept(
     assert resolve_strategy("auto") is None
     assert resolve_strategy(None) is None
     assert resolve_strategy(two_cpu_strategy) is two_cpu_strategy
+
+
+def test_mostly_collapsing_space_burns_no_trial(tmp_path, digits_splits):
+    # At 8x8 most of these stacks collapse (e.g. 7x7 valid: 8 - 7 + 1 = 2,
+    # then 2 - 7 + 1 < 1); a naive space would fail trials on them.
+    space = dict(TINY_SPACE, depths=(1, 2, 3), filter_sizes=(3, 5, 7),
+                 strides=(1, 2), paddings=("valid", 1))
+    result = search(digits_splits, tuner="random", space=space,
+                    max_trials=3, epochs=1, directory=tmp_path,
+                    max_consecutive_failed_trials=1, strategy=None,
+                    verbose=0)
+    report = result.space_report
+    assert report.excluded > report.valid > 0
+    assert report.total == 3 * 3 * 2 * 2
+    assert [t["status"] for t in result.trials] == ["COMPLETED"] * 3
+    for row in result.trials:
+        assert (row["depth"], row["filter_size"], row["stride"],
+                row["padding"]) != (3, 7, 2, "valid")
