@@ -12,6 +12,7 @@ the validation set is too small.
 import dataclasses
 import math
 import os
+import textwrap
 from typing import NamedTuple
 
 import keras
@@ -462,11 +463,18 @@ class Diagnosis:
                 axis.set_ylabel(label)
                 axis.legend()
             axes[0][0].set_title(", ".join(self.codes))
-            figure.text(0.01, 0.01, "\n".join(
-                f"{f.code}: {f.message[:110]}" for f in self.findings),
-                fontsize=6, va="bottom")
-            figure.tight_layout(rect=(0, 0.04 + 0.03 * len(self.findings),
-                                      1, 1))
+            width = 95 * panels
+            lines = []
+            for finding in self.findings:
+                lines += textwrap.wrap(f"{finding.code}: {finding.message}",
+                                       width)
+            height = figure.get_figheight()
+            figure.set_figheight(height + 0.13 * len(lines))
+            figure.text(0.01, 0.01, "\n".join(lines), fontsize=6,
+                        va="bottom", family="monospace")
+            figure.tight_layout(
+                rect=(0, 0.13 * len(lines) / figure.get_figheight() + 0.01,
+                      1, 1))
             figure.savefig(os.fspath(path), format="png")
         finally:
             plt.close(figure)
