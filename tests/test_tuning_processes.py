@@ -158,6 +158,14 @@ def test_cli_tune_exports_a_verified_saved_model(tmp_path, capsys):
     assert float(exported) == pytest.approx(float(tested), abs=1e-4)
 
 
+def test_cli_choices_match_the_library():
+    from kerascnn import tuning
+    from kerascnn.cli import tune
+
+    assert tune.TUNERS == tuning.TUNERS
+    assert tune.SCHEDULES == tuning.SCHEDULES
+
+
 def test_cli_rejects_bad_input_before_searching(tmp_path, capsys):
     from kerascnn.cli import main
 

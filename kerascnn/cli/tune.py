@@ -28,10 +28,14 @@ DEFAULTS = {
 }
 
 
+# Same as `kerascnn.tuning.TUNERS` / `SCHEDULES` (a test pins them); kept
+# here so that building the parser does not import TensorFlow.
+TUNERS = ("hyperband", "bayesian", "random", "grid")
+SCHEDULES = ("triangular", "triangular2", "exponential")
+
+
 def register(subparsers):
     """Adds the `tune` parser."""
-    from kerascnn.tuning import SCHEDULES, TUNERS
-
     parser = subparsers.add_parser(
         "tune",
         help="search filter size, stride, padding, depth and learning rate",
