@@ -285,7 +285,8 @@ def test_bad_data_fails_first(guard, data, match):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"model_kwargs": {"depth": 4}}, "Received:"),  # 8x8 too small
+    ({"model_kwargs": {"depth": 4}},  # 8x8 collapses at the 4th pooling
+     r"`block4_pool`.*Received: input_shape=\(8, 8, 1\), depth=4"),
     ({"model_kwargs": {"dropout": 1.5}}, "Received: dropout=1.5"),
     ({"batch_size": 100}, "Received: batch_size=100"),
     ({"schedule": "cosine"}, "Received: schedule='cosine'"),
@@ -312,7 +313,7 @@ def test_bad_data_fails_first(guard, data, match):
 def test_bad_arguments_fail_first(guard, kwargs, match):
     _, recorder = guard
     images, labels = _blobs(60)
-    kwargs = {"model_kwargs": TINY, **kwargs}
+    kwargs = {"model_kwargs": TINY, "batch_size": 8, **kwargs}
     callbacks = kwargs.pop("callbacks", [recorder])
     with pytest.raises(ValueError, match=match):
         fit((images, labels), epochs=kwargs.pop("epochs", 1),
