@@ -140,7 +140,8 @@ def plot(results, output_dir):
 
 
 def main(argv=None):
-    parser = _common.make_parser(NAME, __doc__.splitlines()[0])
+    parser = _common.make_parser(NAME, __doc__.splitlines()[0],
+                                 default_seeds=2)
     args = _common.parse_args(parser, argv)
     _common.banner(NAME, args)
     results = run(args)
