@@ -66,7 +66,9 @@ def _blobs(n=60, size=8, classes=3, seed=0):
 
 def test_fit_digits_end_to_end(tmp_path):
     result = fit("digits", epochs=3, batch_size=32, learning_rate=3e-3,
-                 model_kwargs=TINY, plot_dir=tmp_path, verbose=0)
+                 model_kwargs=TINY, plot_dir=tmp_path, verbose=0,
+                 tensorboard_dir=tmp_path / "tb")
+    assert os.listdir(tmp_path / "tb" / "train")
     assert result.splits["train"] + result.splits["validation"] \
         + result.splits["test"] == 1797
     assert result.splits["test"] == pytest.approx(180, abs=2)
@@ -95,8 +97,9 @@ def test_fit_digits_end_to_end(tmp_path):
 
 def test_fit_small_batch_uses_group_norm_and_prints(capsys):
     images, labels = _blobs(60)
-    result = fit((images, labels), epochs=1, batch_size=8,
+    result = fit((images, labels), epochs=1, batch_size=8, strategy="auto",
                  model_kwargs=TINY, verbose=1, early_stopping=False)
+    assert result.replicas == 1  # "auto" on a machine without GPUs
     assert result.normalization == "group"
     out = capsys.readouterr().out
     assert "Test accuracy" in out
@@ -172,6 +175,23 @@ def test_fit_with_two_replicas(two_cpu_strategy):
     # 4 images per replica: GroupNorm by build_cnn's rule.
     assert result.normalization == "group"
     assert 0.0 <= result.test_metrics["accuracy"] <= 1.0
+
+
+def test_fit_clones_a_user_model_into_the_strategy(two_cpu_strategy):
+    images, labels = _blobs(60)
+    model = keras.Sequential([keras.Input((8, 8, 1)),
+                              keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    before = [w.copy() for w in model.get_weights()]
+    result = fit((images, labels), model, epochs=1, batch_size=4,
+                 strategy=two_cpu_strategy, verbose=0)
+    assert result.model is not model and result.replicas == 2
+    # The user's model is left as it was; the clone started from its weights
+    # and was trained.
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    assert not np.allclose(before[0], result.model.get_weights()[0])
 
 
 def test_fit_named_schedule_reaches_the_optimizer():
