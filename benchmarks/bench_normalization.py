@@ -1,12 +1,12 @@
-"""Cost of normalization layers: kerascnn GroupNorm vs Keras GroupNorm vs BatchNorm.
+"""Normalization cost: kerascnn GroupNorm vs Keras GroupNorm vs BatchNorm.
 
 Three copies of one CNN (conv-norm-relu x4 at 32-64 channels, 28x28 input)
 that differ only in the normalization layer: `kerascnn.layers.
 GroupNormalization(groups=8)`, `keras.layers.GroupNormalization(groups=8)`
 and `keras.layers.BatchNormalization`. For each, the median time of a
 training step (time between consecutive `on_train_batch_end` calls after a
-warm-up epoch) and of an inference batch (`predict_on_batch`) are measured, interleaving the
-three models in each round. Ratios: kerascnn GN / Keras GN (kerascnn adds
+warm-up epoch) and of an inference batch (`predict_on_batch`) are
+measured, interleaving the three models in each round. Ratios: kerascnn GN / Keras GN (kerascnn adds
 the tfa signature and `groups="auto"/-1` resolution on top of Keras' layer,
 so ~1.0 is expected) and GN / BN (the price of batch-independent
 statistics).

@@ -164,7 +164,8 @@ def main(argv=None):
             for k in ("keras", "kerascnn")]
     print(_common.format_table(
         ["path", "images/s", "median epoch s", "wall s (whole call)"], rows,
-        title=f"{results['trainable_parameters']} trainable parameters, {results['train_images']} "
+        title=f"{results['trainable_parameters']} trainable parameters, "
+              f"{results['train_images']} "
               f"training images, batch {results['batch_size']}"))
     for name, value in results["ratios"].items():
         print(f"{name}: {value:.3f}")

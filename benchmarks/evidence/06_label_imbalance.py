@@ -36,7 +36,8 @@ def make_imbalanced(x, y, keep, seed):
     for c in np.unique(y):
         members = np.flatnonzero(y == c)
         if c in MINORITY:
-            members = rng.permutation(members)[:max(2, int(round(keep * len(members))))]
+            size = max(2, int(round(keep * len(members))))
+            members = rng.permutation(members)[:size]
         index.append(members)
     index = np.sort(np.concatenate(index))
     return x[index], y[index]

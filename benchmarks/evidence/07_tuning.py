@@ -15,6 +15,7 @@ same held-out test split.
 Usage: python -m benchmarks.evidence 07_tuning [--quick] [--seeds N]
 """
 
+import os
 import shutil
 import tempfile
 
@@ -123,7 +124,9 @@ def run(args):
                              defaults=defaults, epoch_budget=budget))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    return dict(runs=runs, max_epochs=epochs, hyperband_max_trials=max_trials,
+    return dict(runs=runs,
+                work_directory_removed=not os.path.exists(directory),
+                max_epochs=epochs, hyperband_max_trials=max_trials,
                 batch_size=batch, patience=patience,
                 search_space=space.get_config(),
                 train_images=len(splits.y_train),

@@ -1,4 +1,7 @@
-"""`python -m benchmarks.evidence [NAME ...] [--quick] [--seeds N] [--output-dir D]`.
+"""Runs the evidence experiments, all or the named ones.
+
+    python -m benchmarks.evidence [NAME ...] [--quick] [--seeds N]
+        [--output-dir D]
 
 Runs every evidence experiment (or the named ones, e.g. `01_groupnorm` or
 `01`) one after another with the same options.
