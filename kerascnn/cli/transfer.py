@@ -58,6 +58,9 @@ def register(subparsers):
                              "probe selection")
     parser.add_argument("--epochs", type=_common.positive_int, default=30,
                         help="most epochs per fine-tuning phase")
+    parser.add_argument("--head-epochs", type=_common.positive_int,
+                        default=200,
+                        help="most epochs of the head on cached features")
     parser.add_argument("--batch-size", type=_common.positive_int,
                         default=32)
     parser.add_argument("--patience", type=int, default=5,
@@ -143,7 +146,7 @@ def run(args):
     result = transfer.fit(
         backbone, x_train, y_train,
         validation_data=(splits.x_val, splits.y_val), plan=plan,
-        epochs=args.epochs, batch_size=min(args.batch_size, len(x_train)),
+        epochs=args.epochs, head_epochs=args.head_epochs, batch_size=min(args.batch_size, len(x_train)),
         patience=args.patience, learning_rate=args.learning_rate,
         seed=args.seed)
     probabilities = result.model.predict(splits.x_test.astype("float32"),

@@ -66,11 +66,13 @@ def assemble(backbone, head, name="transfer_model"):
     return keras.Model(inputs, head(x), name=name)
 
 
-def compile_classifier(model, learning_rate=1e-3, optimizer=None):
+def compile_classifier(model, learning_rate=1e-3, optimizer=None,
+                       steps_per_execution=1):
     """Compiles with Adam, sparse cross-entropy and accuracy."""
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+        steps_per_execution=steps_per_execution)
     return model
 
 
@@ -137,7 +139,9 @@ def fit_cached_head(backbone, x_train, y_train, validation_data=None,
                y_val)
     feature_seconds = time.perf_counter() - start
     head = build_head(train_features.shape[-1], num_classes, dropout)
-    compile_classifier(head, learning_rate)
+    # The head's steps are tiny: run a whole epoch per call, not one step.
+    compile_classifier(head, learning_rate, steps_per_execution=max(
+        1, -(-len(train_features) // batch_size)))
     callbacks = list(callbacks or [])
     if val is not None and patience:
         callbacks.append(early_stopping(patience))
