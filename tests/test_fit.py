@@ -138,6 +138,10 @@ def test_fit_compiled_model_keeps_its_optimizer():
     result = fit((images, labels), model, epochs=1, batch_size=8, verbose=0)
     assert result.learning_rate == pytest.approx(0.0125)
     assert model.optimizer.iterations.numpy() > 0
+    with pytest.raises(ValueError, match="Received: schedule='step'"):
+        fit((images, labels), model, schedule="step", batch_size=8)
+    with pytest.raises(ValueError, match="Received: learning_rate='find'"):
+        fit((images, labels), model, learning_rate="find", batch_size=8)
 
 
 def test_fit_auto_balance_uses_class_weights(capsys):

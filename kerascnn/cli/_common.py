@@ -94,7 +94,7 @@ def optional_choice(text):
     return None if text.lower() == "none" else text.lower()
 
 
-# -- argument groups ------------------------------------------------------------
+# -- argument groups ---------------------------------------------------------
 
 
 def add_model_arguments(parser):
@@ -205,7 +205,7 @@ def fit_kwargs_from_args(args):
     }
 
 
-# -- export ---------------------------------------------------------------------
+# -- export ------------------------------------------------------------------
 
 
 def check_export_target(name, export_dir, overwrite):

@@ -1,4 +1,5 @@
-"""`kerascnn quickstart`: the main job, from embedded data to a verified export.
+"""`kerascnn quickstart`: the main job, from embedded data to a verified
+export.
 
 Trains the package's default CNN on the embedded `mnist5k` (5,000 MNIST
 digits) with `kerascnn.training.fit`, writes the loss-curve plot, its
@@ -98,7 +99,7 @@ def run(args):
     x_test, y_test = result.test_data
     # The reloaded SavedModel (tf.saved_model.load(...).serve), not Keras.
     probabilities = predict_export(path, x_test)
-    export_accuracy = float(np.mean(np.argmax(probabilities, axis=1) == y_test))
+    export_accuracy = float(np.mean(probabilities.argmax(axis=1) == y_test))
     minutes = (time.time() - started) / 60
     print()
     print(result.report.summary())

@@ -1,4 +1,5 @@
-"""Training workflow: `fit`, one call from data to a tested, diagnosed model."""
+"""Training workflow: `fit`, one call from data to a tested, diagnosed
+model."""
 
 from kerascnn.training._schedules import SCHEDULES
 from kerascnn.training.fit import BALANCE_OPTIONS

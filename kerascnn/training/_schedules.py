@@ -42,7 +42,7 @@ def half_cycle_epochs(epochs):
 
 
 def cyclic_bounds(learning_rate):
-    """Default `(low, high)` of a cyclical rate whose maximum is `learning_rate`."""
+    """Default `(low, high)` of a cyclical rate peaking at `learning_rate`."""
     return (learning_rate / CYCLIC_RANGE_FACTOR, learning_rate)
 
 

@@ -282,10 +282,19 @@ def _plan(data, model, **kw):
             _validation.fail("model", "None or a keras.Model", model)
         if kw["augment"] is not None:
             _validation.fail("augment", "None when `model` is given (build "
-                             "the augmentation into your model)", kw["augment"])
+                             "the augmentation into your model)",
+                             kw["augment"])
         if kw["model_kwargs"] is not None:
             _validation.fail("model_kwargs", "None when `model` is given",
                              kw["model_kwargs"])
+        if model.compiled and p["learning_rate"] == "find":
+            _validation.fail("learning_rate", "a number when `model` is "
+                             "already compiled (its optimizer is kept)",
+                             "find")
+        if model.compiled and p["schedule"] is not None:
+            _validation.fail("schedule", "None when `model` is already "
+                             "compiled (its optimizer is kept)",
+                             p["schedule"])
     p["model"] = model
     p["model_kwargs"] = _check_model_kwargs(kw["model_kwargs"])
     if kw["augment"] is not None:
@@ -572,8 +581,7 @@ def _run(p):
         bounds = None
         if not model.compiled:
             if learning_rate == "find":
-                lr_finder = _find_learning_rate(model, p, train_ds,
-                                                steps_per_epoch)
+                lr_finder = _find_learning_rate(model, p, train_ds)
                 bounds = tuple(float(b) for b in lr_finder.suggested)
                 if p["schedule"] in _schedules.CYCLIC_SCHEDULES:
                     learning_rate = bounds[1]
@@ -733,7 +741,7 @@ def _current_learning_rate(model):
     return float(keras.ops.convert_to_numpy(rate))
 
 
-def _find_learning_rate(model, p, train_ds, steps_per_epoch):
+def _find_learning_rate(model, p, train_ds):
     from kerascnn import callbacks as kcallbacks
 
     model.compile(optimizer=_make_optimizer(p["optimizer"], 1e-3),
@@ -744,8 +752,8 @@ def _find_learning_rate(model, p, train_ds, steps_per_epoch):
     if result.suggested is None:
         raise _validation.ArgumentError(
             'Argument `learning_rate` must be a number when the range test '
-            f"finds no learning rate at which the loss falls ({result.stop_reason}"
-            '). Received: learning_rate="find"')
+            "finds no learning rate at which the loss falls "
+            f'({result.stop_reason}). Received: learning_rate="find"')
     return result
 
 
@@ -798,8 +806,10 @@ class _HistoryJournal(keras.callbacks.Callback):
         entries = self._read()
         earlier = [entries[str(e)] for e in range(initial_epoch)
                    if str(e) in entries]
-        return {key: [e.get(key, float("nan")) for e in earlier] + list(values)
-                for key, values in history.items()}
+        keys = list(dict.fromkeys(
+            [k for e in earlier for k in e] + list(history)))
+        return {key: [e.get(key, float("nan")) for e in earlier]
+                + list(history.get(key, [])) for key in keys}
 
     def remove(self):
         if os.path.exists(self.path):
