@@ -169,7 +169,8 @@ def fit(
         model: `None` (build one with `kerascnn.models.build_cnn`) or a
             `keras.Model` whose input matches the images and whose output has
             one unit per class. A compiled model keeps its optimizer, loss
-            and metrics; `optimizer`, `learning_rate` and `schedule` are used
+            and metrics (a `schedule` or `learning_rate="find"` is then
+            refused); `optimizer`, `learning_rate` and `schedule` are used
             to compile an uncompiled one. Defaults to `None`.
         validation_split: Fraction in (0, 1) held out for early stopping.
             Defaults to `0.1`.
