@@ -4,7 +4,6 @@ import json
 import os
 
 import keras
-import numpy as np
 
 from kerascnn.cli import main
 
@@ -32,7 +31,8 @@ def test_cli_transfers_and_exports(tmp_path, capsys):
     source = str(tmp_path / "source.keras")
     _source_model(source)
     code = main(["transfer", "--data", "digits", "--backbone", source,
-                 "--epochs", "1", "--head-epochs", "15", "--export", "digits_transfer",
+                 "--epochs", "1", "--head-epochs", "15",
+                 "--export", "digits_transfer",
                  "--export-dir", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out

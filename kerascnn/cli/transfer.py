@@ -127,7 +127,8 @@ def run(args):
     source = None
     if args.source_data is not None:
         source = _load(args.source_data, args)[0]
-    splits = split_dataset(images, labels, validation_split=args.validation_split,
+    splits = split_dataset(images, labels,
+                           validation_split=args.validation_split,
                            test_split=args.test_split, seed=args.seed)
     backbone = _backbone(args, tuple(images.shape[1:]))
     for note in backbone.notes:
@@ -146,7 +147,8 @@ def run(args):
     result = transfer.fit(
         backbone, x_train, y_train,
         validation_data=(splits.x_val, splits.y_val), plan=plan,
-        epochs=args.epochs, head_epochs=args.head_epochs, batch_size=min(args.batch_size, len(x_train)),
+        epochs=args.epochs, head_epochs=args.head_epochs,
+        batch_size=min(args.batch_size, len(x_train)),
         patience=args.patience, learning_rate=args.learning_rate,
         seed=args.seed)
     probabilities = result.model.predict(splits.x_test.astype("float32"),

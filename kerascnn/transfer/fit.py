@@ -139,8 +139,9 @@ def fit(backbone, x, y, validation_data=None, validation_split=0.2,
         _validation.fail("backbone", "a Backbone, a registry name or a Keras "
                          "model", backbone)
     if tuple(x.shape[1:]) != backbone.input_shape:
-        _validation.fail("x", f"images of shape (n, {', '.join(map(str, backbone.input_shape))})"
-                         f" for backbone {backbone.name!r}",
+        shape = ", ".join(map(str, backbone.input_shape))
+        _validation.fail("x", f"images of shape (n, {shape}) for backbone "
+                         f"{backbone.name!r}",
                          f"images of shape {x.shape}")
     x_train, y_train, x_val, y_val = _split(x, y, validation_data,
                                             validation_split, seed)

@@ -210,8 +210,8 @@ def recommend(backbone, images=None, labels=None, source_images=None,
             f"the target is {'similar' if similar else 'dissimilar'} to the "
             "source.")
     else:
-        reasons.append(f"The target is {'similar' if similar else 'dissimilar'}"
-                       " to the source (given).")
+        word = "similar" if similar else "dissimilar"
+        reasons.append(f"The target is {word} to the source (given).")
 
     cell = f"{'similar' if similar else 'dissimilar'}-" \
            f"{'large' if large else 'small'}"

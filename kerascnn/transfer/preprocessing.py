@@ -61,7 +61,8 @@ class BackbonePreprocessing(keras.layers.Layer):
         if len(input_shape) != 4:
             raise ValueError(
                 "BackbonePreprocessing expects images of shape (batch, "
-                f"height, width, channels). Received: input_shape={input_shape}")
+                "height, width, channels). "
+                f"Received: input_shape={input_shape}")
         if self.grayscale_to_rgb and channels != 1:
             raise ValueError(
                 "BackbonePreprocessing(grayscale_to_rgb=True) expects one "

@@ -266,11 +266,12 @@ def get_backbone(name, input_shape=None, weights="imagenet", blocks=None,
             try:
                 base.load_weights(weights)
             except Exception as error:  # Keras raises several types here.
+                first = str(error).splitlines()[0][:200] if str(error) else ""
                 raise _validation.ArgumentError(
                     "Argument `weights` must be a weights file of the "
                     f"{spec.name} architecture (include_top=False). "
                     f"Received: weights={weights!r} ({type(error).__name__}: "
-                    f"{str(error).splitlines()[0][:200] if str(error) else ''})"
+                    f"{first})"
                 ) from None
     preprocessing = BackbonePreprocessing(
         spec.preprocessing, grayscale_to_rgb=channels == 1,

@@ -162,8 +162,8 @@ def _cosine(a, b):
 def _check_against(backbone, name, images):
     images = _validation.check_images(name, images)
     if tuple(images.shape[1:]) != tuple(backbone.input_shape):
+        shape = ", ".join(map(str, backbone.input_shape))
         _validation.fail(
-            name, f"images of shape (n, {', '.join(map(str, backbone.input_shape))}) "
-            f"as backbone {backbone.name!r} takes", f"images of shape "
-            f"{images.shape}")
+            name, f"images of shape (n, {shape}) as backbone "
+            f"{backbone.name!r} takes", f"images of shape {images.shape}")
     return images.astype("float32")
