@@ -7,7 +7,7 @@ trains `backbone -> pooling -> head` with `model.fit`, running the frozen
 backbone every epoch. Both train the same head (same initial weights,
 Dropout 0.2 + Dense softmax), with Adam 1e-3, batch 32, the same epochs, no
 early stopping, one epoch per `steps_per_execution` call in both. Data:
-mnist5k digits 5-9 padded to 32x32 and upsampled to 64x64 (320 train,
+mnist5k digits 5-9 padded to 32x32 and upsampled to 96x96 (320 train,
 160 validation images), grayscale to RGB in the preprocessing layer;
 backbone: MobileNetV2 with `weights=None` (no download; with ImageNet
 weights the cost per image is the same, but random features leave both
@@ -60,14 +60,14 @@ def main(argv=None):
     parser.add_argument("--backbone", default="mobilenetv2")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--size", type=int, default=None,
-                        help="image size, a multiple of 32 (default 64)")
+                        help="image size, a multiple of 32 (default 96)")
     args = parser.parse_args(argv)
     from kerascnn import transfer
     from kerascnn.transfer import feature_cache
 
     epochs = args.epochs or (2 if args.quick else 30)  # fit's default
     n_train, n_val = (96, 64) if args.quick else (320, 160)
-    size = args.size or (32 if args.quick else 64)
+    size = args.size or (32 if args.quick else 96)
     batch_size = 32
     x_train, y_train, x_val, y_val = _data(n_train, n_val, size)
     keras.utils.set_random_seed(0)
