@@ -207,3 +207,9 @@ def test_per_class_subset_and_tables():
     assert _common.markdown_table(["a"], [[1]]) == "| a |\n|---|\n| 1 |"
     assert _common.fmt_mean_std([0.01, 0.03], 100.0) == "2.00 ± 1.41"
     assert _common.fmt_mean_std([0.5]) == "0.50"
+
+
+def test_groupnorm_rejects_unknown_optimizer(tmp_path):
+    with pytest.raises(ValueError, match="Received: optimizer='rmsprop'"):
+        _module("01_groupnorm").main(["--quick", "--optimizer", "rmsprop",
+                                      "--output-dir", str(tmp_path)])
