@@ -41,7 +41,8 @@ LECTURE_RULE = {("similar", "small"): "freeze + linear head",
 def _architecture(quick):
     return dict(depth=1 if quick else 2, filters=4 if quick else 16,
                 convs_per_block=1, dense_units=16 if quick else 64,
-                normalization="batch", dropout=0.25, verbose=False)
+                normalization="batch", dropout=0.25, head="flatten",
+                verbose=False)
 
 
 def pretrain_source(x, y, quick, seed, epochs, batch):

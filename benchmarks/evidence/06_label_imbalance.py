@@ -63,7 +63,8 @@ def train_one(method, x, y, splits, quick, seed, epochs, batch):
     model = models.build_cnn(
         x.shape[1:], 10, depth=1 if quick else 2, filters=4 if quick else 16,
         convs_per_block=1, normalization="batch", dropout=0.25,
-        dense_units=16 if quick else 64, normalizer=x, verbose=False)
+        dense_units=16 if quick else 64, head="flatten", normalizer=x,
+        verbose=False)
     _common.compile_classifier(model)
     model.fit(dataset, epochs=epochs, steps_per_epoch=steps,
               class_weight=class_weight, shuffle=False, verbose=0)
