@@ -5,8 +5,8 @@ Claim (Smith, "Cyclical Learning Rates for Training Neural Networks", WACV
 learning rate's final accuracy (81.4%) in 25,000 instead of 70,000
 iterations (2.8x fewer). Here: the same CNN (kerascnn `build_cnn`,
 BatchNorm, flatten head) on mnist5k with SGD + momentum 0.9, from the
-same initial weights, trained (a) at Keras' default fixed SGD rate 0.01 and (b) with
-`Triangular2CyclicalLearningRate` whose bounds come from
+same initial weights, trained (a) at Keras' default fixed SGD rate 0.01
+and (b) with `Triangular2CyclicalLearningRate` whose bounds come from
 `kerascnn.callbacks.find_learning_rate` (the LR range test, run on the
 training split) and whose half cycle is 2 epochs (Smith: 2-10 x the
 iterations per epoch). Measured: test accuracy after every epoch and the
