@@ -148,10 +148,13 @@ def format_table(headers, rows, title=None):
 
 def markdown_table(headers, rows):
     """The same table in Markdown (for docs/evidence.md)."""
-    lines = ["| " + " | ".join(map(str, headers)) + " |",
+    def cell(value):
+        return str(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(cell, headers)) + " |",
              "|" + "|".join("---" for _ in headers) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(map(str, row)) + " |")
+        lines.append("| " + " | ".join(map(cell, row)) + " |")
     return "\n".join(lines)
 
 

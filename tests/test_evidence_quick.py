@@ -205,6 +205,7 @@ def test_per_class_subset_and_tables():
     assert text.splitlines()[0] == "a     bb "
     assert text.splitlines()[2] == "1     2.5"
     assert _common.markdown_table(["a"], [[1]]) == "| a |\n|---|\n| 1 |"
+    assert _common.markdown_table(["x"], [["|d|"]]).endswith("| \\|d\\| |")
     assert _common.fmt_mean_std([0.01, 0.03], 100.0) == "2.00 ± 1.41"
     assert _common.fmt_mean_std([0.5]) == "0.50"
 

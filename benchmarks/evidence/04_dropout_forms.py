@@ -193,7 +193,7 @@ def table(results):
         rows.append([f"seed {r['seed']}: same predicted class",
                      f"{100 * r['prediction_agreement']:.2f}%", "", "100%"])
         rows.append([f"seed {r['seed']}: rewritten as test-time scaling, "
-                     "max |p diff|",
+                     "max abs diff",
                      f"{r['converted_max_abs_difference']:.1e}",
                      f"{100 * r['converted_class_agreement']:.1f}% same class",
                      "0"])
