@@ -80,6 +80,7 @@ def test_table_plan_beats_training_from_scratch(digits, per_class):
     result = transfer.fit(digits["model"], x, y, epochs=30, patience=5)
     assert result.plan.cell == "similar-small"
     assert result.plan.strategy == "linear_head"
+    assert result.plan.head == "logistic"
     assert result.plan.frozen_blocks == ["block1", "block2"]
     transfer_accuracy = _accuracy(result.model, x_test, y_test)
     # The same architecture from scratch, on the same labels, with the same

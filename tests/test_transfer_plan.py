@@ -42,7 +42,7 @@ def _data(n=24, classes=3):
 
 @pytest.mark.parametrize(
     "similar, large, cell, strategy, head, frozen, tuned",
-    [(True, False, "similar-small", "linear_head", "dense",
+    [(True, False, "similar-small", "linear_head", "logistic",
       ["block1", "block2", "block3"], []),
      (True, True, "similar-large", "fine_tune_top", "dense",
       ["block1"], ["block2", "block3"]),
@@ -65,6 +65,7 @@ def test_the_table(backbone, similar, large, cell, strategy, head, frozen,
     else:
         assert plan.fine_tune_learning_rate is None
         assert len(plan.phases) == 1 and plan.phases[0].cached
+        assert plan.phases[0].learning_rate is None  # scikit-learn
     assert cell in plan.summary() and plan.to_dict()["cell"] == cell
 
 
@@ -244,3 +245,21 @@ def test_fit_rejects_images_of_the_wrong_shape(backbone):
     with pytest.raises(ValueError, match=r"Received: x='images of shape "
                                          r"\(4, 10, 10, 1\)"):
         transfer.fit(backbone, np.zeros((4, 10, 10, 1)), [0, 1, 0, 1])
+
+
+def test_dense_from_linear_with_global_scaling():
+    from kerascnn.transfer.linear_probe import _GlobalScaler
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(5.0, 3.0, (30, 4))
+    y = np.arange(30) % 3
+    x[:, 1] += 2 * y
+    scaler = _GlobalScaler().fit(x)
+    np.testing.assert_allclose(scaler.transform(x), x / np.std(x))
+    estimator = LogisticRegression().fit(scaler.transform(x), y)
+    out = np.asarray(transfer.dense_from_linear(estimator, scaler)(
+        x.astype("float32")))
+    np.testing.assert_allclose(out, estimator.predict_proba(
+        scaler.transform(x)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="Received: scaling='minmax'"):
+        transfer.fit_linear_probe(None, x, y, x, y, scaling="minmax")

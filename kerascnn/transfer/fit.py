@@ -164,6 +164,13 @@ def fit(backbone, x, y, validation_data=None, validation_split=0.2,
             classifier=plan.head if plan.head in linear_probe.CLASSIFIERS
             else "svm", seed=seed)
         model = probe.model
+    elif plan.strategy == "linear_head" and plan.head != "dense":
+        # A converged, regularized linear classifier on the top features,
+        # no early stopping on a handful of validation images needed.
+        probe = linear_probe.fit_linear_probe(
+            backbone, x_train, y_train, x_val, y_val, blocks=[-1],
+            classifier=plan.head, seed=seed, scaling="global")
+        model = probe.model
     else:
         cached = feature_cache.fit_cached_head(
             backbone, x_train, y_train, (x_val, y_val), epochs=head_epochs,

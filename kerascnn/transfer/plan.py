@@ -133,9 +133,11 @@ def recommend(backbone, images=None, labels=None, source_images=None,
         distance_threshold: Defaults to `0.5`.
         learning_rate: The head's learning rate. Defaults to `1e-3`.
         fine_tune_factor: Fine-tuning rate / head rate. Defaults to `0.1`.
-        head: `"auto"` (dense for the fine-tuning cells, `"svm"` for the
-            probe), `"dense"`, `"svm"` or `"logistic"`. Defaults to
-            `"auto"`.
+        head: `"auto"` (`"logistic"` for similar-small: a scikit-learn
+            logistic regression on the cached top features, turned into a
+            Dense layer; `"dense"`, a Keras head, before fine-tuning;
+            `"svm"` for the probe), `"dense"`, `"svm"` or `"logistic"`.
+            Defaults to `"auto"`.
         lr_decay: Optional factor in (0, 1]: each lower fine-tuned block
             learns at this factor times the rate of the block above
             (discriminative learning rates). Defaults to `None`.
@@ -223,8 +225,11 @@ def recommend(backbone, images=None, labels=None, source_images=None,
                        "features, computed once")
     if cell == "similar-small":
         strategy = "linear_head"
-        head = "dense" if head == "auto" else head
-        phases.append(head_phase)
+        head = "logistic" if head == "auto" else head
+        phases.append(head_phase if head == "dense" else Phase(
+            "head", 0, None, True,
+            f"fit a {head} linear classifier (scikit-learn) on the frozen "
+            "backbone's pooled features, computed once"))
         reasons.append(
             "Similar data, few labels: the backbone's features already fit "
             "and fine-tuning would overfit, so the whole backbone is frozen "
