@@ -155,7 +155,7 @@ def run(args):
                                          verbose=0)
     test_accuracy = float(np.mean(probabilities.argmax(-1) == splits.y_test))
     if result.probe is not None:
-        print("Probe validation accuracy by block: " + ", ".join(
+        print("Linear classifier validation accuracy by block: " + ", ".join(
             f"{k}={v:.3f}" for k, v in result.probe.scores.items())
             + f" -> {result.probe.best_block}")
     print(f"Validation accuracy: {result.val_accuracy:.4f}")

@@ -36,8 +36,10 @@ class TransferResult:
         """The plan's summary and the validation accuracy."""
         text = self.plan.summary()
         if self.probe is not None:
-            text += "\nProbe validation accuracy by block: " + ", ".join(
-                f"{k}={v:.3f}" for k, v in self.probe.scores.items())
+            scores = ", ".join(f"{k}={v:.3f}"
+                               for k, v in self.probe.scores.items())
+            text += ("\nLinear classifier validation accuracy by block: "
+                     + scores)
             text += f" -> {self.probe.best_block}"
         return text + f"\nValidation accuracy: {self.val_accuracy:.4f}"
 
