@@ -137,7 +137,8 @@ def run(args):
                 print(f"  seed {seed} {per_class:>3}/class {name:<22}: test "
                       f"accuracy {row['accuracy'][name]:.4f} "
                       f"({watch.seconds:.0f} s)", flush=True)
-            best = max(row["accuracy"], key=row["accuracy"].get)
+            top = max(row["accuracy"].values())
+            best = " = ".join(p for p in PLANS if row["accuracy"][p] == top)
             row["best"] = best
             print(f"  recommend -> {plan.cell} ({row['recommended']}); "
                   f"cosine {row['cosine']:.3f}, distance {row['distance']:.3f};"
