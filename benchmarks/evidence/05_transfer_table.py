@@ -163,6 +163,21 @@ def table(results):
                     + [r["recommended"],
                        f"{r['lecture_rule']} ({r['recommended_cell']})",
                        r["best"]])
+    seeds = sorted({r["seed"] for r in results["rows"]})
+    if len(seeds) > 1:
+        for size in results["sizes"]:
+            group = [r for r in results["rows"]
+                     if r["labels_per_class"] == size]
+            means = {p: float(np.mean([r["accuracy"][p] for r in group]))
+                     for p in PLANS}
+            picks = sorted({r["recommended"] for r in group})
+            top = max(means.values())
+            rows.append([size, f"mean of {len(group)}"]
+                        + [_common.fmt_mean_std(
+                            [r["accuracy"][p] for r in group], digits=4)
+                           + (" *" if p in picks else "") for p in PLANS]
+                        + [" / ".join(picks), "",
+                           " = ".join(p for p in PLANS if means[p] == top)])
     return headers, rows
 
 
