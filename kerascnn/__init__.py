@@ -10,8 +10,9 @@ Subpackages:
     transfer: keras.applications backbones and the transfer-learning table.
     tuning: KerasTuner search over filter size, stride, padding, depth, LR.
 
-Subpackages are imported on first use (``kerascnn.transfer``) so that
-``import kerascnn`` stays light.
+Every subpackage that defines Keras objects is imported here, so that after a
+bare ``import kerascnn`` a saved model using them (``kerascnn>Name``) loads
+with ``keras.saving.load_model``. The command line is imported on first use.
 """
 
 import importlib
@@ -44,6 +45,23 @@ _SHORTCUTS = {
 }
 
 __all__ = list(_SUBPACKAGES) + list(_SHORTCUTS) + ["__version__"]
+
+# Imported eagerly: these register serializable objects (layers, constraints,
+# schedules, the augmentation block, backbone preprocessing, optimizers) or are
+# needed by those that do.
+from kerascnn import _validation  # noqa: E402
+from kerascnn import layers  # noqa: E402
+from kerascnn import constraints  # noqa: E402
+from kerascnn import schedules  # noqa: E402
+from kerascnn import callbacks  # noqa: E402
+from kerascnn import utils  # noqa: E402
+from kerascnn import datasets  # noqa: E402
+from kerascnn import data  # noqa: E402
+from kerascnn import models  # noqa: E402
+from kerascnn import export  # noqa: E402
+from kerascnn import training  # noqa: E402
+from kerascnn import transfer  # noqa: E402
+from kerascnn import tuning  # noqa: E402
 
 
 def __getattr__(name):

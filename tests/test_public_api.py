@@ -154,3 +154,30 @@ def test_model_with_every_block_saves_and_reloads(tmp_path):
     schedule = reloaded.optimizer.get_config()["learning_rate"]
     assert schedule["class_name"] == "Triangular2CyclicalLearningRate"
     assert schedule["config"]["step_size"] == 4
+
+
+def test_bare_import_registers_everything_for_loading(tmp_path):
+    """A fresh interpreter that only runs `import kerascnn` loads a model
+    holding kerascnn objects from every subpackage."""
+    import subprocess
+    import sys
+
+    model = kerascnn.build_cnn(
+        (8, 8, 1), 3, depth=1, filters=4, normalization="group",
+        dropconnect=0.3, max_norm=3.0, dense_units=8,
+        normalizer=np.random.default_rng(0).uniform(0, 255, (6, 8, 8, 1)),
+        augmentation=kerascnn.data.augmentation("digits", seed=0),
+        verbose=False)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 8, 8, 1)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", model.predict(x, verbose=0))
+    code = (
+        "import numpy as np, keras, kerascnn, sys; p = sys.argv[1]; "
+        "m = keras.saving.load_model(p + '/m.keras'); "
+        "np.testing.assert_allclose(m.predict(np.load(p + '/x.npy'), verbose=0),"
+        " np.load(p + '/y.npy'), atol=1e-6)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
