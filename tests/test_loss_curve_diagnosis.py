@@ -178,3 +178,21 @@ def test_callback_rejects_bad_arguments():
         LossCurveDiagnosis(verbose=3)
     with pytest.raises(ValueError, match="Received: gap_ratio=0"):
         LossCurveDiagnosis(gap_ratio=0)
+
+
+def test_small_absolute_gap_of_a_well_fitted_model_is_not_overfitting():
+    # The quickstart's real curves (mnist5k, 20 epochs): the validation loss
+    # starts high (BatchNorm statistics still settling) and ends 0.03 above a
+    # training loss of 0.06 - a relative gap of 30% but no overfitting.
+    loss = [1.55, 0.55, 0.28, 0.21, 0.15, 0.13, 0.11, 0.10, 0.09, 0.088,
+            0.08, 0.075, 0.07, 0.068, 0.065, 0.063, 0.061, 0.06, 0.059, 0.058]
+    val = [4.0, 5.3, 4.27, 1.6, 0.54, 0.41, 0.27, 0.11, 0.10, 0.097, 0.095,
+           0.09, 0.095, 0.088, 0.087, 0.086, 0.09, 0.084, 0.086, 0.085]
+    diagnosis = diagnose_history({"loss": loss, "val_loss": val},
+                                 num_classes=10)
+    assert "overfitting" not in diagnosis.codes
+    # The same relative gap at a meaningful size still is.
+    big = diagnose_history({"loss": [x * 10 for x in loss],
+                            "val_loss": [x * 10 for x in val]},
+                           num_classes=10)
+    assert "overfitting" in big.codes

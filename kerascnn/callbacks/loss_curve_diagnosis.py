@@ -89,8 +89,11 @@ DEFAULT_THRESHOLDS = {
     # overfitting: validation loss ends this fraction above its minimum
     # while the train/validation gap grew,
     "overfit_rise": 0.1,
-    # ... or the final gap is this fraction of the validation loss.
+    # ... or the final gap is this fraction of the validation loss and at
+    # least `gap_floor` nats (a gap of 0.03 between losses of 0.06 and 0.09
+    # is a well-fitted model, not an overfitted one).
     "gap_ratio": 0.3,
+    "gap_floor": 0.05,
     # underfitting: |gap| below this fraction of the validation loss and a
     # high loss: above `high_loss_fraction * ln(num_classes)` or a final
     # training accuracy below `underfit_accuracy`.
@@ -219,7 +222,8 @@ def diagnose_history(history, num_classes=None, **thresholds):
       the total fall, and then the loss dropped.
     * `"overfitting"`: the validation loss ends `overfit_rise` above its
       minimum while the gap to the training loss grew, or the final gap is
-      more than `gap_ratio` of the validation loss (both read on 3-epoch
+      more than `gap_ratio` of the validation loss and more than `gap_floor`
+      (both read on 3-epoch
       centred averages, and the rise must exceed twice the scatter of the
       validation loss around them, so a noisy curve is not overfitting).
     * `"underfitting"`: the gap is under `no_gap_ratio` of the validation
@@ -333,7 +337,8 @@ def _diagnose(curves, num_classes, t):
                 f"{trend[best]:.4g} (epoch {best + 1}, 3-epoch average) while "
                 f"the training loss kept falling; the gap grew from "
                 f"{gap[best]:.4g} to {gap[-1]:.4g}."))
-        elif val[-1] > 0 and gap[-1] > t["gap_ratio"] * trend[-1]:
+        elif (val[-1] > 0 and gap[-1] > t["gap_ratio"] * trend[-1]
+              and gap[-1] > t["gap_floor"]):
             findings.append(_say(
                 "overfitting",
                 f"Big gap: validation loss {val[-1]:.4g} vs training loss "
