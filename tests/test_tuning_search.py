@@ -84,7 +84,7 @@ def test_hyperband_with_class_weights_clr_and_retrain(tmp_path,
                                                       digits_splits):
     result = search(digits_splits, tuner="hyperband", space=TINY_SPACE,
                     max_trials=3, epochs=3, batch_size=16,
-                    class_weight="balanced", schedule="triangular",
+                    class_weight="balanced", schedule="cyclic",
                     retrain=True, strategy=None, directory=tmp_path,
                     verbose=0)
     # Hyperband is capped at max_trials like the other tuners.

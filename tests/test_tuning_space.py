@@ -187,7 +187,7 @@ def test_hypermodel_rejects_bad_arguments():
     with pytest.raises(ValueError, match="Received: schedule='cosine'"):
         CNNHyperModel((8, 8, 1), 10, schedule="cosine")
     with pytest.raises(ValueError, match="Received: steps_per_epoch=None"):
-        CNNHyperModel((8, 8, 1), 10, schedule="triangular")
+        CNNHyperModel((8, 8, 1), 10, schedule="cyclic")
     with pytest.raises(ValueError, match=r"Received: class_weight=\{12: 1.0\}"):
         CNNHyperModel((8, 8, 1), 10, class_weight={12: 1.0})
     with pytest.raises(ValueError, match="Received: normalizer="):
@@ -195,7 +195,7 @@ def test_hypermodel_rejects_bad_arguments():
 
 
 def test_cyclical_schedule_bounds():
-    hypermodel = CNNHyperModel((8, 8, 1), 10, schedule="triangular",
+    hypermodel = CNNHyperModel((8, 8, 1), 10, schedule="cyclic",
                                steps_per_epoch=5)
     schedule = hypermodel.learning_rate(4e-3)
     # Starts at lr / 4, peaks at lr after 2 epochs = 10 steps.

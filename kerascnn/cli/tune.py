@@ -31,7 +31,8 @@ DEFAULTS = {
 # Same as `kerascnn.tuning.TUNERS` / `SCHEDULES` (a test pins them); kept
 # here so that building the parser does not import TensorFlow.
 TUNERS = ("hyperband", "bayesian", "random", "grid")
-SCHEDULES = ("triangular", "triangular2", "exponential")
+SCHEDULES = ("cyclic", "triangular2", "exp_range", "step", "exponential",
+             "inverse_time")
 
 
 def register(subparsers):

@@ -7,16 +7,12 @@ import keras_tuner
 import numpy as np
 
 from kerascnn import _validation
+from kerascnn.training import _schedules
 from kerascnn.tuning import space as space_module
 
-SCHEDULES = ("triangular", "triangular2", "exponential")
-"""Cyclical learning-rate policies `CNNHyperModel(schedule=...)` accepts."""
-
-#: The CLR lower bound is the drawn learning rate divided by this (Smith
-#: 2017 suggests a max/min ratio of 3 to 4), and a half cycle lasts
-#: `CLR_EPOCHS_PER_HALF_CYCLE` epochs (2 to 10 in the paper).
-CLR_RATIO = 4.0
-CLR_EPOCHS_PER_HALF_CYCLE = 2
+#: Learning-rate schedules `CNNHyperModel(schedule=...)` accepts: the same
+#: names, sized the same way, as `kerascnn.training.fit(schedule=...)`.
+SCHEDULES = _schedules.SCHEDULES
 
 
 class TrialInfo(keras.callbacks.Callback):
@@ -73,10 +69,16 @@ class CNNHyperModel(keras_tuner.HyperModel):
             every build. Defaults to `None`.
         dense_units: Integer >= 0, hidden units of the classifier. Defaults
             to `128`.
-        schedule: `None`, one of `SCHEDULES` (kerascnn cyclical learning
-            rates between `learning_rate / 4` and `learning_rate`, half cycle
-            of 2 epochs) or a callable `f(learning_rate) -> schedule`.
+        schedule: `None`, one of `SCHEDULES` (the names
+            `kerascnn.training.fit` takes: `"cyclic"`, `"triangular2"` and
+            `"exp_range"` are kerascnn cyclical rates between
+            `learning_rate / 4` and `learning_rate`; `"step"`,
+            `"exponential"` and `"inverse_time"` the Keras decays; each sized
+            to `epochs`) or a callable `f(learning_rate) -> schedule`.
             Defaults to `None`.
+        epochs: Integer >= 1, the length of a trial, which sizes a named
+            `schedule` (the half cycle is `epochs // 4` clipped to [2, 8]
+            epochs). Defaults to `10`.
         steps_per_epoch: Integer >= 1, required for a named `schedule`.
             Defaults to `None`.
         class_weight: `None` or a dict class -> weight passed to every
@@ -104,7 +106,8 @@ class CNNHyperModel(keras_tuner.HyperModel):
 
     def __init__(self, input_shape, num_classes, space=None, batch_size=32,
                  normalizer=None, augmentation=None, dense_units=128,
-                 schedule=None, steps_per_epoch=None, class_weight=None,
+                 schedule=None, steps_per_epoch=None, epochs=10,
+                 class_weight=None,
                  patience=3, monitor="val_accuracy", batchnorm_momentum=0.9,
                  name="kerascnn_cnn", tunable=True):
         self.input_shape = space_module.check_input_shape(input_shape)
@@ -129,6 +132,7 @@ class CNNHyperModel(keras_tuner.HyperModel):
             _validation.fail("steps_per_epoch", "a positive integer when "
                              f"schedule={schedule!r}", steps_per_epoch)
         self.steps_per_epoch = steps_per_epoch
+        self.epochs = _validation.check_positive_int("epochs", epochs)
         self.class_weight = _check_class_weight(class_weight, self.num_classes)
         self.patience = _validation.check_positive_int("patience", patience)
         self.monitor = _validation.check_string("monitor", monitor)
@@ -244,18 +248,8 @@ class CNNHyperModel(keras_tuner.HyperModel):
             return float(learning_rate)
         if callable(self.schedule):
             return self.schedule(float(learning_rate))
-        from kerascnn import schedules
-
-        cls = {
-            "triangular": schedules.TriangularCyclicalLearningRate,
-            "triangular2": schedules.Triangular2CyclicalLearningRate,
-            "exponential": schedules.ExponentialCyclicalLearningRate,
-        }[self.schedule]
-        return cls(
-            initial_learning_rate=float(learning_rate) / CLR_RATIO,
-            maximal_learning_rate=float(learning_rate),
-            step_size=CLR_EPOCHS_PER_HALF_CYCLE * self.steps_per_epoch,
-        )
+        return _schedules.make_schedule(self.schedule, float(learning_rate),
+                                        self.steps_per_epoch, self.epochs)
 
     def fit(self, hp, model, *args, **kwargs):
         """`model.fit` with early stopping, class weights and global batch.

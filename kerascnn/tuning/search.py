@@ -266,7 +266,7 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
         x_train.shape[1:], num_classes, space=space, batch_size=batch_size,
         normalizer=x_train if normalize else None, augmentation=augmentation,
         schedule=schedule,
-        steps_per_epoch=math.ceil(len(x_train) / global_batch),
+        steps_per_epoch=math.ceil(len(x_train) / global_batch), epochs=epochs,
         class_weight=class_weight, patience=patience, monitor=objective)
     if verbose:
         report = hypermodel.report
