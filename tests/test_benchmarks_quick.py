@@ -2,13 +2,21 @@
 
 import json
 import os
+import pathlib
+import sys
 
 import keras
 import numpy as np
 import pytest
 
-from benchmarks import __main__ as runner
-from benchmarks import bench_overhead
+# `benchmarks` is not installed with the package: import it from the
+# repository root also under a bare `pytest` (which does not add the cwd).
+_ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from benchmarks import __main__ as runner  # noqa: E402
+from benchmarks import bench_overhead  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -7,12 +7,20 @@ of sane numbers and a PNG; the helpers are checked on hand-made inputs.
 import importlib
 import json
 import os
+import pathlib
+import sys
 
 import numpy as np
 import pytest
 
-from benchmarks import _common
-from benchmarks import evidence
+# `benchmarks` is not installed with the package: import it from the
+# repository root also under a bare `pytest` (which does not add the cwd).
+_ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from benchmarks import _common  # noqa: E402
+from benchmarks import evidence  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
