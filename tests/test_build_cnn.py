@@ -268,7 +268,7 @@ def test_activation_sets_initializer():
     [
         ("batch", keras.layers.BatchNormalization, None),
         ("sync_batch", keras.layers.BatchNormalization, None),
-        ("group", kc_layers.GroupNormalization, "auto"),
+        ("group", kc_layers.GroupNormalization, 2),
         ("layer", kc_layers.GroupNormalization, 1),
         ("instance", kc_layers.GroupNormalization, -1),
     ],
@@ -497,3 +497,21 @@ def test_keras_save_load_round_trip(tmp_path):
     served = tf.saved_model.load(str(tmp_path / "sm"))
     np.testing.assert_allclose(np.asarray(served.serve(images)),
                                model.predict(images, verbose=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("channels, groups",
+                         [(1, 1), (4, 2), (8, 4), (32, 16), (64, 32),
+                          (128, 32), (48, 24), (6, 3)])
+def test_group_normalization_keeps_two_channels_per_group(channels, groups):
+    from kerascnn.models.cnn import group_count
+
+    assert group_count(channels) == groups
+
+
+def test_group_normalization_groups_per_block():
+    model = build_cnn((8, 8, 1), 3, depth=2, filters=16, dense_units=4,
+                      normalization="group", verbose=False)
+    got = {layer.name: layer.groups for layer in model.layers
+           if "_norm" in layer.name}
+    assert got == {"block1_norm1": 8, "block1_norm2": 8,
+                   "block2_norm1": 16, "block2_norm2": 16}

@@ -295,14 +295,29 @@ def _resolve_normalization(normalization, batch_size, num_replicas):
     )
 
 
-def _norm_layer(kind, name):
+def group_count(channels):
+    """Groups `normalization="group"` uses for `channels` channels.
+
+    Wu & He (2018) use G = 32 with at least 2 channels per group (their
+    first ResNet stage has 64 channels). `groups="auto"` alone would give 32
+    groups of one channel, i.e. InstanceNorm, for the 8-32 filters of a small
+    CNN, so the count is the largest divisor of `channels` that is
+    <= min(32, channels // 2) (1, LayerNorm, for a single channel).
+    """
+    from kerascnn.layers.group_normalization import auto_groups
+
+    return auto_groups(channels, max(1, min(32, channels // 2)))
+
+
+def _norm_layer(kind, name, channels):
     from kerascnn import layers as kerascnn_layers
 
     if kind == "batch":
         return keras.layers.BatchNormalization(name=name)
     if kind == "sync_batch":
         return keras.layers.BatchNormalization(synchronized=True, name=name)
-    groups = {"group": "auto", "layer": 1, "instance": -1}[kind]
+    groups = {"group": group_count(channels), "layer": 1,
+              "instance": -1}[kind]
     return kerascnn_layers.GroupNormalization(groups=groups, name=name)
 
 
@@ -441,7 +456,9 @@ def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
             `"max2"`.
         normalization: One of `NORMALIZATIONS`: `"batch"`, `"sync_batch"`
             (`BatchNormalization(synchronized=True)` across replicas),
-            `"group"` (kerascnn `GroupNormalization(groups="auto")`),
+            `"group"` (kerascnn `GroupNormalization` with
+            `group_count(filters)` groups: at most 32, at least 2 channels
+            each),
             `"layer"` (`groups=1`), `"instance"` (`groups=-1`), `"none"` or
             `"auto"`: GroupNormalization when `batch_size / num_replicas`
             < 16, else BatchNormalization; the choice is printed (if
@@ -608,7 +625,7 @@ def _assemble(config, normalizer, augmentation):
             )(x)
             if normalized:
                 x = _norm_layer(config["normalization_resolved"],
-                                f"block{block}_norm{conv}")(x)
+                                f"block{block}_norm{conv}", block_filters)(x)
             x = keras.layers.Activation(
                 config["activation"], name=f"block{block}_act{conv}")(x)
         if config["pooling"] is not None:
