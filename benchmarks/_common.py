@@ -256,3 +256,18 @@ def banner(name, args):
     mode = "quick" if args.quick else "default"
     print(f"== {name} ({mode} size, {args.seeds} seed(s)) -> "
           f"{args.output_dir}", flush=True)
+
+
+def report(name, args, results, table, plot, title):
+    """Ends an experiment: prints its table, writes its PNG and JSON.
+
+    `table(results)` returns `(headers, rows)`; `plot(results, output_dir)`
+    returns the PNG's path. The table, the PNG's and the JSON's paths are
+    added to `results`, which is returned.
+    """
+    headers, rows = table(results)
+    print(format_table(headers, rows, title=title))
+    results["table"] = {"headers": headers, "rows": rows}
+    results["png"] = plot(results, args.output_dir)
+    results["json"] = write_json(args.output_dir, name, results)
+    return results

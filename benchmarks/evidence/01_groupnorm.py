@@ -174,12 +174,8 @@ def main(argv=None):
     results.update(claim="GN error flat across batch sizes; BN error rises "
                          "at 2-4 images per batch (Wu & He 2018)",
                    quick=args.quick, seeds=args.seeds)
-    headers, rows = table(results)
-    print(_common.format_table(headers, rows, title="Test error by batch size"))
-    results["table"] = {"headers": headers, "rows": rows}
-    results["png"] = plot(results, args.output_dir)
-    results["json"] = _common.write_json(args.output_dir, NAME, results)
-    return results
+    return _common.report(NAME, args, results, table, plot,
+                          title="Test error by batch size")
 
 
 if __name__ == "__main__":

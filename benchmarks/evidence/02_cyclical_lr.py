@@ -148,14 +148,9 @@ def main(argv=None):
     results.update(claim="triangular2 reaches the fixed rate's final "
                          "accuracy in ~2.8x fewer iterations (Smith 2017)",
                    paper=PAPER, quick=args.quick, seeds=args.seeds)
-    headers, rows = table(results)
-    print(_common.format_table(headers, rows,
-                               title="Epochs to reach the fixed rate's final "
-                                     "test accuracy"))
-    results["table"] = {"headers": headers, "rows": rows}
-    results["png"] = plot(results, args.output_dir)
-    results["json"] = _common.write_json(args.output_dir, NAME, results)
-    return results
+    return _common.report(NAME, args, results, table, plot,
+                          title="Epochs to reach the fixed rate's final "
+                                "test accuracy")
 
 
 if __name__ == "__main__":

@@ -109,12 +109,8 @@ def main(argv=None):
                          " (Srivastava et al. 2014)",
                    paper_error=PAPER_ERROR, quick=args.quick,
                    seeds=args.seeds)
-    headers, rows = table(results)
-    print(_common.format_table(headers, rows, title="Test error by regularizer"))
-    results["table"] = {"headers": headers, "rows": rows}
-    results["png"] = plot(results, args.output_dir)
-    results["json"] = _common.write_json(args.output_dir, NAME, results)
-    return results
+    return _common.report(NAME, args, results, table, plot,
+                          title="Test error by regularizer")
 
 
 if __name__ == "__main__":

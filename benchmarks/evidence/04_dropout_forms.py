@@ -237,12 +237,8 @@ def main(argv=None):
     results.update(claim="same expected activations; identical predictions "
                          "(CS231n dropout lecture)",
                    quick=args.quick, seeds=args.seeds)
-    headers, rows = table(results)
-    print(_common.format_table(headers, rows, title="Two forms of dropout"))
-    results["table"] = {"headers": headers, "rows": rows}
-    results["png"] = plot(results, args.output_dir)
-    results["json"] = _common.write_json(args.output_dir, NAME, results)
-    return results
+    return _common.report(NAME, args, results, table, plot,
+                          title="Two forms of dropout")
 
 
 if __name__ == "__main__":

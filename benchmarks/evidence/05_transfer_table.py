@@ -214,13 +214,9 @@ def main(argv=None):
     results.update(claim="small similar target: freeze + linear head; more "
                          "labels: fine-tune (transfer table)",
                    quick=args.quick, seeds=args.seeds)
-    headers, rows = table(results)
-    print(_common.format_table(headers, rows, title="Target test accuracy "
-                               "(* = the plan recommend picks)"))
-    results["table"] = {"headers": headers, "rows": rows}
-    results["png"] = plot(results, args.output_dir)
-    results["json"] = _common.write_json(args.output_dir, NAME, results)
-    return results
+    return _common.report(NAME, args, results, table, plot,
+                          title="Target test accuracy "
+                                "(* = the plan recommend picks)")
 
 
 if __name__ == "__main__":

@@ -167,12 +167,8 @@ def main(argv=None):
     _common.banner(NAME, args)
     results = run(args)
     results.update(claim=PAPER, quick=args.quick, seeds=args.seeds)
-    headers, rows = table(results)
-    print(_common.format_table(headers, rows, title="Balanced test split"))
-    results["table"] = {"headers": headers, "rows": rows}
-    results["png"] = plot(results, args.output_dir)
-    results["json"] = _common.write_json(args.output_dir, NAME, results)
-    return results
+    return _common.report(NAME, args, results, table, plot,
+                          title="Balanced test split")
 
 
 if __name__ == "__main__":

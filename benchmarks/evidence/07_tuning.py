@@ -178,12 +178,8 @@ def main(argv=None):
     results.update(claim="tuned >= defaults; Hyperband >= random search at "
                          "the same epoch budget",
                    quick=args.quick, seeds=args.seeds)
-    headers, rows = table(results)
-    print(_common.format_table(headers, rows, title="Tuning results"))
-    results["table"] = {"headers": headers, "rows": rows}
-    results["png"] = plot(results, args.output_dir)
-    results["json"] = _common.write_json(args.output_dir, NAME, results)
-    return results
+    return _common.report(NAME, args, results, table, plot,
+                          title="Tuning results")
 
 
 if __name__ == "__main__":
