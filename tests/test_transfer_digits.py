@@ -5,6 +5,9 @@ transfer example); the target is digits 5-9 with 10 and with 50 labels per
 class. Everything runs on the embedded mnist5k subset with fixed seeds.
 """
 
+import importlib.util
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -15,27 +18,18 @@ from kerascnn import transfer
 pytestmark = pytest.mark.slow
 
 
-def _cnn(num_classes):
-    inputs = keras.Input((28, 28, 1))
-    x = keras.layers.Rescaling(1 / 255.0)(inputs)
-    for filters in (16, 32):
-        x = keras.layers.Conv2D(filters, 3, padding="same",
-                                use_bias=False)(x)
-        x = keras.layers.BatchNormalization(momentum=0.9)(x)
-        x = keras.layers.ReLU()(x)
-        x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(64, activation="relu")(x)
-    x = keras.layers.Dropout(0.3)(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
+def _load_example():
+    """`examples/transfer_digits.py`, whose CNN this test pretrains."""
+    path = pathlib.Path(__file__).parents[1] / "examples" / "transfer_digits.py"
+    spec = importlib.util.spec_from_file_location("transfer_digits", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _compile(model):
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    return model
+# The example's small conv-BN-ReLU-pool CNN, compiled with Adam: the same
+# architecture serves as the source and as the from-scratch baseline.
+_source_cnn = _load_example().source_cnn
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +38,7 @@ def digits():
     images, labels = data["images"][..., np.newaxis], data["labels"]
     source = labels < 5
     keras.utils.set_random_seed(1234)
-    model = _compile(_cnn(5))
+    model = _source_cnn(5)
     model.fit(images[source], labels[source], epochs=3, batch_size=32,
               verbose=0)
     return {"model": model, "x_source": images[source],
@@ -89,7 +83,7 @@ def test_table_plan_beats_training_from_scratch(digits, per_class):
         x, y, test_size=max(5, round(0.2 * len(y))), stratify=y,
         random_state=0)
     keras.utils.set_random_seed(1234)
-    scratch = _compile(_cnn(5))
+    scratch = _source_cnn(5)
     scratch.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=30,
                 batch_size=32, verbose=0, callbacks=[
                     keras.callbacks.EarlyStopping(
