@@ -6,10 +6,21 @@
   one worker; else `MirroredStrategy` over all visible GPUs when there are
   several; else the strategy in scope.
 - a `tf.distribute.Strategy`: used as given.
+
+Also here, for every workflow: which process writes (`is_chief`,
+`worker_output_dir`: only the chief writes under the user's folders),
+`describe_strategy` (the line printed on start), and the precision and XLA
+switches (`resolve_precision`, `precision_scope`, `check_jit_compile`,
+`check_steps_per_execution`). See docs/scaling.md.
 """
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
+
+import numpy as np
 
 from kerascnn import _validation
 
@@ -63,3 +74,190 @@ def resolve_strategy(value):
 def num_replicas(strategy):
     """Replicas a strategy trains on (1 for the default strategy)."""
     return int(getattr(strategy, "num_replicas_in_sync", 1))
+
+
+# -- Which process writes ------------------------------------------------------
+
+
+def task():
+    """`(task_type, task_index)` from `TF_CONFIG`, or `(None, None)`."""
+    entry = tf_config().get("task") or {}
+    if not isinstance(entry, dict):
+        _validation.fail("TF_CONFIG", 'a JSON object whose "task" is an object '
+                         '{"type": ..., "index": ...}', entry)
+    kind = entry.get("type")
+    index = entry.get("index", 0)
+    if kind is None:
+        return None, None
+    if not isinstance(kind, str) or isinstance(index, bool) or not isinstance(
+            index, int) or index < 0:
+        _validation.fail("TF_CONFIG", 'a "task" with a string "type" and an '
+                         'integer "index" >= 0', entry)
+    return kind, index
+
+
+def is_chief():
+    """True for the one process that writes exports, plots and reports.
+
+    That is every single process (no `TF_CONFIG`, or one that names a single
+    worker), the `"chief"` task when the cluster has one, and worker 0 when it
+    has none (TensorFlow's convention). Workers, evaluators and parameter
+    servers otherwise return False.
+    """
+    if num_workers() <= 1:
+        return True
+    kind, index = task()
+    if kind is None or kind == "chief":
+        return True
+    cluster = tf_config().get("cluster", {})
+    return kind == "worker" and index == 0 and not cluster.get("chief")
+
+
+@contextlib.contextmanager
+def worker_output_dir(path):
+    """The folder this process should write `path`'s files to.
+
+    On the chief, `path` itself. On any other worker, a fresh temporary
+    folder outside the user's folders (`<tmp>/kerascnn-worker-N-XXXX/<name>`,
+    not created), removed with everything in it when the block ends, so that
+    the collective steps of a save still run on every worker (as Keras'
+    multi-worker guide requires) while only the chief's copy remains.
+    `path=None` gives `None` everywhere.
+
+    Example:
+
+    ```python
+    with worker_output_dir("saved_models") as directory:
+        export_model(model, "digits_cnn", directory=directory)
+    ```
+    """
+    if path is None or is_chief():
+        yield path
+        return
+    _, index = task()
+    scratch = tempfile.mkdtemp(prefix=f"kerascnn-worker-{index}-")
+    name = os.path.basename(os.path.normpath(os.fspath(path))) or "output"
+    try:
+        yield os.path.join(scratch, name)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def describe_strategy(strategy, batch_size=None):
+    """One line naming the strategy, its workers and replicas.
+
+    For example ``"MultiWorkerMirroredStrategy: 2 workers, 2 replicas"``;
+    with `batch_size` (per replica) the global batch is added:
+    ``"MirroredStrategy: 1 worker, 2 replicas, global batch 128 (64 per
+    replica)"``.
+    """
+    import tensorflow as tf
+
+    replicas = num_replicas(strategy)
+    if not isinstance(strategy, tf.distribute.Strategy):
+        _validation.fail("strategy", "a tf.distribute.Strategy", strategy)
+    name = type(strategy).__name__
+    if name.startswith("_Default"):
+        name = "default strategy"
+    workers = getattr(strategy.extended, "_num_workers", None)
+    if not isinstance(workers, int) or workers < 1:
+        workers = num_workers() if "MultiWorker" in name else 1
+    text = (f"{name}: {workers} worker{'s' if workers != 1 else ''}, "
+            f"{replicas} replica{'s' if replicas != 1 else ''}")
+    if batch_size is not None:
+        batch_size = _validation.check_positive_int("batch_size", batch_size)
+        text += (f", global batch {batch_size * replicas} ({batch_size} per "
+                 "replica)")
+    return text
+
+
+# -- Mixed precision and XLA -----------------------------------------------------
+
+PRECISION_OPTIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+"""Values `precision` arguments accept (`None`: the Keras global policy)."""
+
+JIT_COMPILE_OPTIONS = ("auto", True, False)
+"""Values `jit_compile` arguments accept, as in `keras.Model.compile`."""
+
+
+def _gpus_compute_capability():
+    """Compute capabilities `(major, minor)` of the visible GPUs."""
+    import tensorflow as tf
+
+    found = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            details = tf.config.experimental.get_device_details(gpu)
+        except Exception:  # noqa: BLE001 - no details: treat as old
+            details = {}
+        found.append(tuple(details.get("compute_capability") or (0, 0)))
+    return found
+
+
+def resolve_precision(value):
+    """Returns the Keras dtype policy name for a `precision` argument.
+
+    Args:
+        value: `"float32"`, `"mixed_float16"`, `"mixed_bfloat16"`, `"auto"`
+            or `None`. `"auto"` is `"mixed_float16"` when every visible GPU
+            has compute capability >= 7.0 (Volta and later, where float16
+            runs on Tensor Cores), else `"float32"` (CPU, older GPUs).
+            `None` is the current `keras.mixed_precision` global policy.
+
+    Returns:
+        The policy name, for `keras.mixed_precision.set_global_policy` or
+        `precision_scope`.
+    """
+    if value is None:
+        import keras
+
+        return keras.mixed_precision.global_policy().name
+    if not isinstance(value, str):
+        _validation.fail("precision", "one of " + ", ".join(
+            repr(o) for o in PRECISION_OPTIONS), value)
+    value = _validation.check_option("precision", value, PRECISION_OPTIONS)
+    if value == "auto":
+        capabilities = _gpus_compute_capability()
+        if capabilities and all(c >= (7, 0) for c in capabilities):
+            return "mixed_float16"
+        return "float32"
+    return value
+
+
+@contextlib.contextmanager
+def precision_scope(value):
+    """Sets the Keras global dtype policy for a block, then restores it.
+
+    Build the model inside the block: its layers compute in the policy's
+    dtype (float16/bfloat16 with float32 variables for the mixed policies).
+    Keras wraps the optimizer in a `LossScaleOptimizer` itself for
+    `mixed_float16`. Keep the output softmax in float32
+    (`dtype="float32"` on the last layer). Yields the policy name.
+    """
+    import keras
+
+    name = resolve_precision(value)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield name
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def check_jit_compile(value):
+    """Checks `jit_compile`: `"auto"`, `True` or `False` (Keras' meanings).
+
+    `"auto"` lets Keras decide: XLA when the model supports it, on an
+    accelerator and outside `tf.distribute`; never on a CPU-only machine.
+    """
+    if isinstance(value, str):
+        return _validation.check_option("jit_compile", value, ("auto",))
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    _validation.fail("jit_compile", '"auto", True or False', value)
+
+
+def check_steps_per_execution(value):
+    """Checks `steps_per_execution`: an integer >= 1 (batches per call)."""
+    return _validation.check_positive_int("steps_per_execution", value)
