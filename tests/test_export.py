@@ -58,7 +58,10 @@ def _tree_digest(path):
 
 def test_public_api():
     assert sorted(export.__all__) == sorted(
-        ["export_model", "load_export", "predict_export", "ExportedModel"])
+        ["export_model", "load_export", "predict_export", "ExportedModel",
+         "check_export_target", "check_writable", "export_or_fallback",
+         "save_fallback", "is_export", "ExportFailedError",
+         "NotAnExportError"])
     assert kerascnn.export_model is export_model
 
 

@@ -27,15 +27,18 @@ import numpy as np
 import tensorflow as tf
 
 from kerascnn import _validation
+from kerascnn.export import safety
 
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
+FORMAT_VERSION = 1
 
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _RESERVED_KEYS = (
     "name", "class_names", "num_classes", "input_shape", "input_dtype",
     "versions", "created", "files", "verified_atol", "format_version",
+    safety.MARKER_KEY,
 )
 _PREDICT_BATCH = 256
 
@@ -294,16 +297,13 @@ def export_model(model, name, directory="saved_models", sample=None,
     class_names = _check_class_names(class_names, num_classes)
     user_metadata = _check_metadata(metadata)
 
-    destination = os.path.join(directory, name)
-    if os.path.lexists(destination) and not overwrite:
-        raise _exists_error(destination)
-    if os.path.lexists(destination) and not os.path.isdir(destination):
-        _validation.fail("name", "the name of an export folder, not of a file",
-                         name)
+    destination = check_export_target(name, directory, overwrite)
 
     os.makedirs(directory, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=directory)
+    tmp = tempfile.mkdtemp(prefix=safety.work_prefix(name, "tmp"),
+                           dir=directory)
     try:
+        _fault_point("tmp_created")
         # mkdtemp creates the folder private (0o700); the export gets the
         # permissions a plain mkdir would have given it.
         umask = os.umask(0)
@@ -312,15 +312,20 @@ def export_model(model, name, directory="saved_models", sample=None,
         saved_model_path = os.path.join(tmp, SAVED_MODEL_DIR)
         keras_path = os.path.join(tmp, KERAS_FILE)
         _write_saved_model(model, saved_model_path, input_shape, dtype)
+        _fault_point("saved_model_written")
         model.save(keras_path)
+        _fault_point("keras_written")
         expected = np.asarray(model(sample, training=False))
         _compare("SavedModel (`serve`)", expected,
                  _serve_outputs(saved_model_path, sample), atol)
+        _fault_point("verifying")
         _compare("`.keras` model", expected,
                  _keras_outputs(keras_path, sample), atol)
+        _fault_point("verified")
         info = dict(user_metadata)
         info.update(
-            format_version=1,
+            kerascnn_export=safety.MARKER_VERSION,
+            format_version=FORMAT_VERSION,
             name=name,
             class_names=class_names,
             num_classes=num_classes,
@@ -332,13 +337,65 @@ def export_model(model, name, directory="saved_models", sample=None,
             created=datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds"),
         )
+        # The marker is written last: a folder with it is complete.
         with open(os.path.join(tmp, METADATA_FILE), "w",
                   encoding="utf-8") as handle:
             json.dump(info, handle, indent=2, sort_keys=True)
+        _fault_point("metadata_written")
         _move_into_place(tmp, destination, directory, name, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return destination
+
+
+def _fault_point(step):
+    """A no-op called at each step of `export_model`.
+
+    The fault-injection tests replace it to raise or to kill the process at
+    `step` ("tmp_created", "saved_model_written", "keras_written",
+    "verifying", "verified", "metadata_written", "old_aside" (between the
+    two renames), "renamed" (before the old copy is deleted), "done").
+    """
+
+
+def check_export_target(name, directory="saved_models", overwrite=False):
+    """Checks an export destination before any work; returns its path.
+
+    Used by `export_model` and, before training, by the CLI workflows. In
+    order: `name` and `directory` are valid; an export interrupted by a kill
+    (see `kerascnn.export.safety.recover_export`) is restored and stale
+    temporary folders are removed; an existing `directory/name` must be a
+    kerascnn export (marker in `metadata.json`, nothing but export files) --
+    anything else is refused even with `overwrite=True` -- and is replaced
+    only with `overwrite=True`; `directory` must be writable.
+
+    Raises:
+        ArgumentError: invalid `name`/`directory`, or `directory` not
+            writable.
+        NotAnExportError: (a `FileExistsError`) the target holds something
+            that is not a kerascnn export.
+        FileExistsError: the export exists and `overwrite` is False.
+    """
+    name = _check_name(name)
+    directory = _check_directory(directory)
+    overwrite = _validation.check_bool("overwrite", overwrite)
+    destination = os.path.join(directory, name)
+    safety.recover_export(directory, name)
+    if os.path.lexists(destination):
+        empty = (os.path.isdir(destination)
+                 and not os.path.islink(destination)
+                 and not os.listdir(destination))
+        problem = None if empty else safety.export_problem(destination)
+        if problem is not None:
+            raise safety.NotAnExportError(
+                f"Refusing to write an export to {destination!r}: {problem}. "
+                "kerascnn replaces only its own exports, and only with "
+                "overwrite; nothing was changed. Choose another `name` or "
+                "`directory`.")
+        if not overwrite:
+            raise _exists_error(destination)
+    safety.check_writable(directory, "directory")
     return destination
 
 
@@ -347,18 +404,39 @@ def _move_into_place(tmp, destination, directory, name, overwrite):
         # os.rename of a folder fails if another process created a non-empty
         # destination meanwhile, so an export is never merged into another.
         os.rename(tmp, destination)
+        _fault_point("done")
         return
     if not overwrite:
         raise _exists_error(destination)
-    old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=directory)
+    if os.path.isdir(destination) and not os.path.islink(destination) \
+            and not os.listdir(destination):
+        os.rename(tmp, destination)  # replaces an empty folder only
+        _fault_point("done")
+        return
+    problem = safety.export_problem(destination)
+    if problem is not None:  # appeared since the check
+        raise safety.NotAnExportError(
+            f"Refusing to replace {destination!r}: {problem}; nothing was "
+            "changed.")
+    old = tempfile.mkdtemp(prefix=safety.work_prefix(name, "old"),
+                           dir=directory)
     os.rmdir(old)
     os.rename(destination, old)
     try:
+        _fault_point("old_aside")
         os.rename(tmp, destination)
     except BaseException:
-        os.rename(old, destination)
+        if not os.path.lexists(destination):
+            os.rename(old, destination)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        _fault_point("renamed")
+    finally:
+        try:
+            safety.remove_export_tree(old)
+        except OSError:
+            pass  # removed by the next call (recover_export)
+    _fault_point("done")
 
 
 class ExportedModel:
@@ -412,6 +490,11 @@ def _prepare_inputs(arg, x, metadata):
 def load_export(path):
     """Loads an export folder written by `export_model`.
 
+    If `path` is missing because an export was killed between its two
+    renames, the complete previous export it had set aside
+    (`.name.old-*`) is restored first (or, if the folder cannot be written,
+    loaded from where it is).
+
     Args:
         path: The export folder (`directory/name`).
 
@@ -420,8 +503,23 @@ def load_export(path):
         needed), `.metadata` and `.keras_model()`.
 
     Raises:
-        ArgumentError: if `path` is not an export folder.
+        ArgumentError: if `path` is not an export folder, or its
+            `metadata.json` or SavedModel cannot be read (the message names
+            the file).
     """
+    if isinstance(path, (str, os.PathLike)) and os.fspath(path) and \
+            not os.path.lexists(path):
+        aside = safety.find_aside_copy(path)
+        if aside is not None:
+            directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+            restored = None
+            if _NAME_PATTERN.match(name):
+                try:
+                    restored = safety.recover_export(directory, name)
+                except OSError:
+                    restored = None
+            if restored is None and not os.path.lexists(path):
+                path = aside
     path = _validation.check_existing_path("path", path, kind="directory")
     metadata_path = os.path.join(path, METADATA_FILE)
     saved_model_path = os.path.join(path, SAVED_MODEL_DIR)
@@ -431,9 +529,63 @@ def load_export(path):
             "path", f"an export folder with {METADATA_FILE} and "
             f"{SAVED_MODEL_DIR}/ (written by export_model)", path,
         )
-    with open(metadata_path, encoding="utf-8") as handle:
-        metadata = json.load(handle)
-    return ExportedModel(path, tf.saved_model.load(saved_model_path), metadata)
+    metadata = _read_metadata(metadata_path)
+    try:
+        loaded = tf.saved_model.load(saved_model_path)
+    except Exception as error:  # corrupt/truncated saved_model.pb, ...
+        raise _validation.ArgumentError(
+            "Argument `path` must be an export folder whose SavedModel "
+            f"loads. Received: path={path!r} ({saved_model_path!r} is "
+            f"unreadable: {type(error).__name__}: "
+            f"{_first_line(error)}); export the model again") from None
+    if not hasattr(loaded, "serve"):
+        raise _validation.ArgumentError(
+            "Argument `path` must be an export folder whose SavedModel has a "
+            f"`serve` endpoint. Received: path={path!r}")
+    return ExportedModel(path, loaded, metadata)
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    line = text[0] if text else ""
+    return line[:200]
+
+
+def _read_metadata(metadata_path):
+    """`metadata.json` as a dict with a usable input shape and dtype."""
+    def broken(what):
+        raise _validation.ArgumentError(
+            f"Argument `path` must be an export folder with a valid "
+            f"{METADATA_FILE}. Received: {metadata_path!r} ({what})")
+
+    try:
+        with open(metadata_path, encoding="utf-8") as handle:
+            metadata = json.load(handle)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        broken(f"not valid JSON: {error}")
+    except OSError as error:
+        broken(f"unreadable: {error.strerror or error}")
+    if not isinstance(metadata, dict):
+        broken(f"a JSON {type(metadata).__name__}, not an object")
+    shape = metadata.get("input_shape")
+    if "input_shape" not in metadata:
+        broken("no 'input_shape' key")
+    if (not isinstance(shape, list) or len(shape) != 3 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0
+            for d in shape)):
+        broken(f"'input_shape' must be [height, width, channels] of positive "
+               f"integers, found {shape!r}")
+    dtype = metadata.get("input_dtype", "float32")
+    try:
+        np.dtype(dtype)
+    except TypeError:
+        broken(f"'input_dtype' is not a dtype: {dtype!r}")
+    metadata.setdefault("input_dtype", dtype)
+    names = metadata.get("class_names")
+    if names is not None and (not isinstance(names, list) or not all(
+            isinstance(n, str) for n in names)):
+        broken(f"'class_names' must be a list of strings, found {names!r}")
+    return metadata
 
 
 def predict_export(path, images, batch_size=_PREDICT_BATCH):
@@ -460,3 +612,38 @@ def predict_export(path, images, batch_size=_PREDICT_BATCH):
         for start in range(0, len(x), batch_size)
     ]
     return np.concatenate(outputs, axis=0)
+
+
+def export_or_fallback(model, name, directory="saved_models", **kwargs):
+    """`export_model`, but a failure never loses the trained model.
+
+    For workflows that call it after training: if `export_model` raises
+    anything (a full disk, a folder made read-only meanwhile, a refused
+    target, a verification failure), the model is saved with
+    `kerascnn.export.safety.save_fallback` (the export folder's parent,
+    `./kerascnn_fallback/` or the temporary folder) and an
+    `ExportFailedError` says why the export failed and where the model is.
+
+    Args:
+        model, name, directory, **kwargs: As for `export_model`.
+
+    Returns:
+        The export path.
+
+    Raises:
+        ExportFailedError: with `fallback_path` (None only if no place at all
+            could be written).
+    """
+    try:
+        return export_model(model, name, directory=directory, **kwargs)
+    except Exception as error:
+        first = directory if isinstance(directory, (str, os.PathLike)) else None
+        fallback = safety.save_fallback(model, name=name, directory=first)
+        where = (f"the trained model was saved to {fallback!r} "
+                 "(load it with keras.saving.load_model, then export again)"
+                 if fallback else
+                 "the trained model could not be saved anywhere either")
+        raise safety.ExportFailedError(
+            f"Export to {os.path.join(os.fspath(directory), str(name))!r} "
+            f"failed ({type(error).__name__}: {_first_line(error)}); {where}.",
+            fallback_path=fallback) from error
