@@ -213,24 +213,27 @@ def check_export_target(name, export_dir, overwrite):
 
     Returns the destination path `export_dir/name`.
     """
-    from kerascnn.export import saved_model
+    from kerascnn import export
 
-    saved_model._check_name(name)
     export_dir = _validation.check_string("export_dir", os.fspath(export_dir))
     if os.path.exists(export_dir) and not os.path.isdir(export_dir):
         _validation.fail("export_dir", "a folder (not a file)", export_dir)
-    destination = os.path.join(export_dir, name)
-    if os.path.lexists(destination) and not overwrite:
+    export.check_writable(export_dir, "export_dir")
+    try:  # recovers a killed export; refuses a folder that is not an export
+        return export.check_export_target(name, export_dir, overwrite)
+    except export.NotAnExportError:
+        raise
+    except FileExistsError:
         raise FileExistsError(
-            f"the export {destination!r} already exists; pass --overwrite to "
-            "replace it or --name/--export to choose another name "
-            "(checked before training, nothing was done)")
-    return destination
+            f"the export {os.path.join(export_dir, name)!r} already exists; "
+            "pass --overwrite to replace it or --name/--export to choose "
+            "another name (checked before training, nothing was done)"
+        ) from None
 
 
 def export_result(result, name, export_dir, overwrite, data_name):
     """Exports a `FitResult`'s model with its metrics; returns the path."""
-    from kerascnn.export import export_model
+    from kerascnn.export import export_or_fallback
 
     metadata = {
         "data": data_name,
@@ -244,6 +247,6 @@ def export_result(result, name, export_dir, overwrite, data_name):
         "schedule": result.schedule,
         "epochs": result.initial_epoch + result.epochs_run,
     }
-    return export_model(result.model, name, directory=export_dir,
-                        overwrite=overwrite, metadata=metadata,
-                        class_names=list(result.class_names))
+    return export_or_fallback(result.model, name, directory=export_dir,
+                              overwrite=overwrite, metadata=metadata,
+                              class_names=list(result.class_names))
