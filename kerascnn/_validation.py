@@ -205,6 +205,10 @@ def check_images(name, images, min_ndim=3, max_ndim=4):
         ) from None
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         fail(name, "a numeric array of images", f"array of dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        # numpy would drop the imaginary part silently when casting.
+        fail(name, "a real-valued array of images (not complex)",
+             f"array of dtype {array.dtype}")
     if array.ndim < min_ndim or array.ndim > max_ndim:
         fail(
             name,
@@ -229,21 +233,41 @@ def check_images(name, images, min_ndim=3, max_ndim=4):
 
 
 def check_labels(name, labels, num_classes=None, num_samples=None,
-                 samples_name="x"):
+                 samples_name="x", min_classes=2):
     """Checks integer class labels `0 .. num_classes-1` (or one-hot rows).
 
-    One-hot (2-D) labels are converted to class indices. At least two
-    distinct classes are required. Returns a 1-D int64 array.
+    One-hot (2-D) labels are converted to class indices; a 2-D row that
+    is not one-hot (exactly one 1, the rest 0) is an error, never its
+    argmax. At least `min_classes` distinct classes are required (two by
+    default; 1 for a held-out split). Without
+    `num_classes`, a label larger than the number of labels is refused
+    (labels are class indices `0..k-1` of the classes present, so it cannot
+    be one: typically an ID column), before anything is allocated in
+    proportion to the label's value. Returns a 1-D int64 array.
     """
     array = np.asarray(labels)
     if array.ndim == 2 and array.shape[1] > 1:
+        if (array.dtype == object or not np.issubdtype(array.dtype, np.number)
+                or np.issubdtype(array.dtype, np.complexfloating)):
+            fail(name, "integer class labels or one-hot rows",
+                 f"array of dtype {array.dtype}")
+        ones = array == 1
+        bad = ~((ones | (array == 0)).all(axis=1) & (ones.sum(axis=1) == 1))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ArgumentError(
+                f"Argument `{name}` must hold class indices (n,) or one-hot "
+                f"rows (n, k) with exactly one 1 per row. Received: labels "
+                f"of shape {array.shape} whose row {row} is "
+                f"{_fmt(array[row].tolist())} ({int(bad.sum())} such rows)")
         array = np.argmax(array, axis=1)
     elif array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
     if array.ndim != 1 or array.size == 0:
         fail(name, "a non-empty 1-D array of class labels",
              f"array of shape {np.asarray(labels).shape}")
-    if not np.issubdtype(array.dtype, np.number) or (
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(
+            array.dtype, np.complexfloating) or (
         np.issubdtype(array.dtype, np.floating)
         and not np.all(np.isfinite(array) & (array == np.round(array)))
     ):
@@ -262,10 +286,17 @@ def check_labels(name, labels, num_classes=None, num_samples=None,
             f"Argument `{name}` must hold class indices in [0, {upper}]. "
             f"Received: labels from {low} to {high}"
         )
-    if len(np.unique(array)) < 2:
+    if min_classes > 1 and len(np.unique(array)) < min_classes:
         raise ArgumentError(
             f"Argument `{name}` must hold at least two classes. Received: "
             f"only class {low}"
+        )
+    if num_classes is None and high >= len(array):
+        raise ArgumentError(
+            f"Argument `{name}` must hold class indices 0..k-1 (k classes, "
+            f"each with at least one of the {len(array)} labels). Received: "
+            f"a label of {high}, larger than the number of labels (an ID "
+            "column instead of class indices?)"
         )
     return array
 

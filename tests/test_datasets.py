@@ -13,7 +13,9 @@ from kerascnn import datasets
 def test_all_is_pinned():
     assert sorted(datasets.__all__) == sorted([
         "DATASETS", "IMAGE_EXTENSIONS", "load", "load_digits",
-        "load_directory", "load_mnist5k"])
+        "load_directory", "load_mnist5k", "COLOR_MODES", "ScanResult",
+        "check_dataset_name", "decode_image", "list_directory",
+        "read_image", "scan_files"])
     assert datasets.DATASETS == ("mnist5k", "digits")
 
 

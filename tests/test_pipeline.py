@@ -31,7 +31,8 @@ def test_all_is_pinned():
         "channel_statistics", "class_counts", "class_weights",
         "classification_report", "detect_imbalance", "imbalance_ratio",
         "list_augmentation_presets", "make_dataset", "normalization_layer",
-        "samples_per_epoch", "split_dataset"])
+        "samples_per_epoch", "split_dataset", "ImageSource", "ResolvedData",
+        "resolve_data", "split_indices"])
 
 
 def test_plain_pipeline_every_sample_once_and_reshuffled():

@@ -1,6 +1,10 @@
 """Data handling for CNN training: splits, normalization, imbalance, pipelines.
 
-- `split_dataset`: stratified, seeded train/validation/test splits.
+- `resolve_data`, `ImageSource`, `ResolvedData`: every kind of input
+  (arrays, names, class folders streamed from disk, `tf.data`,
+  `PyDataset`) checked and split once, as streamable sources.
+- `split_dataset`, `split_indices`: stratified, seeded
+  train/validation/test splits.
 - `normalization_layer`: per-channel zero-centering and scaling from the
   training split, inside the model.
 - `class_weights`, `imbalance_ratio`, `detect_imbalance`, `class_counts`:
@@ -20,11 +24,15 @@ from kerascnn.data.imbalance import (class_counts, class_weights,
 from kerascnn.data.metrics import ClassificationReport, classification_report
 from kerascnn.data.pipeline import make_dataset, samples_per_epoch
 from kerascnn.data.preprocessing import channel_statistics, normalization_layer
-from kerascnn.data.splits import Splits, split_dataset
+from kerascnn.data.sources import (ImageSource, ResolvedData,
+                                   resolve_data)
+from kerascnn.data.splits import Splits, split_dataset, split_indices
 
 __all__ = [
     "Augmentation",
     "ClassificationReport",
+    "ImageSource",
+    "ResolvedData",
     "Splits",
     "augmentation",
     "channel_statistics",
@@ -36,6 +44,8 @@ __all__ = [
     "list_augmentation_presets",
     "make_dataset",
     "normalization_layer",
+    "resolve_data",
     "samples_per_epoch",
     "split_dataset",
+    "split_indices",
 ]

@@ -44,6 +44,56 @@ def samples_per_epoch(labels, sampling=None):
     return int(len(labels))
 
 
+def sample_classes(streams, counts, sampling, seed=None,
+                   shuffle_buffer=None):
+    """One epoch of resampled elements from per-class datasets.
+
+    The sampler behind `make_dataset(sampling=...)`, shared by the streamed
+    folder pipelines (whose per-class streams hold file paths, decoded
+    after sampling): each class stream is reshuffled and repeated, cut to
+    the largest (`"oversample"`) or smallest (`"undersample"`) class count,
+    and the classes are interleaved by `sample_from_datasets` with equal
+    weights; `"balanced"` takes `sum(counts)` uniform-class draws. The
+    cardinality is set to `samples_per_epoch`.
+
+    Args:
+        streams: One finite `tf.data.Dataset` of elements per class.
+        counts: Elements in each stream.
+        sampling: `"oversample"`, `"undersample"` or `"balanced"`.
+        seed: Non-negative integer or `None`. Defaults to `None`.
+        shuffle_buffer: Bound on each class's shuffle buffer. Defaults to
+            `None` (the whole class, an exact shuffle).
+
+    Returns:
+        A `tf.data.Dataset` of single elements.
+    """
+    import tensorflow as tf
+
+    sampling = _check_sampling(sampling)
+    counts = np.asarray(counts, np.int64)
+    epoch = {"oversample": len(counts) * int(counts.max()),
+             "undersample": len(counts) * int(counts.min())}.get(
+                 sampling, int(counts.sum()))
+    sampled = []
+    for offset, (stream, count) in enumerate(zip(streams, counts)):
+        buffer = int(count) if shuffle_buffer is None else max(
+            1, min(int(count), shuffle_buffer))
+        stream = stream.shuffle(
+            buffer, seed=None if seed is None else seed + offset + 1,
+            reshuffle_each_iteration=True).repeat()
+        if sampling == "oversample":
+            stream = stream.take(int(counts.max()))
+        elif sampling == "undersample":
+            stream = stream.take(int(counts.min()))
+        sampled.append(stream)
+    weights = [1.0 / len(sampled)] * len(sampled)
+    dataset = tf.data.Dataset.sample_from_datasets(
+        sampled, weights=weights, seed=seed, stop_on_empty_dataset=False)
+    if sampling == "balanced":
+        dataset = dataset.take(epoch)
+    return dataset.apply(tf.data.experimental.assert_cardinality(epoch))
+
+
 def make_dataset(images, labels, batch_size=32, shuffle=True, sampling=None,
                  seed=None, cache=True, prefetch=True, repeat=False,
                  drop_remainder=False, one_hot=False, num_classes=None,
@@ -130,9 +180,6 @@ def make_dataset(images, labels, batch_size=32, shuffle=True, sampling=None,
     epoch = samples_per_epoch(labels, sampling)
     batch_size = _validation.check_batch_size(batch_size, epoch)
 
-    def _sub_seed(offset):
-        return None if seed is None else seed + offset
-
     if sampling is None:
         dataset = tf.data.Dataset.from_tensor_slices((images, labels))
         if cache:
@@ -141,28 +188,16 @@ def make_dataset(images, labels, batch_size=32, shuffle=True, sampling=None,
             dataset = dataset.shuffle(len(labels), seed=seed,
                                       reshuffle_each_iteration=True)
     else:
-        classes = np.unique(labels)
-        counts = np.bincount(labels)[classes]
         streams = []
-        for offset, c in enumerate(classes):
+        for c in np.unique(labels):
             index = np.flatnonzero(labels == c)
             stream = tf.data.Dataset.from_tensor_slices(
                 (images[index], labels[index]))
             if cache:
                 stream = stream.cache()
-            stream = stream.shuffle(len(index), seed=_sub_seed(offset + 1),
-                                    reshuffle_each_iteration=True).repeat()
-            if sampling == "oversample":
-                stream = stream.take(int(counts.max()))
-            elif sampling == "undersample":
-                stream = stream.take(int(counts.min()))
             streams.append(stream)
-        weights = [1.0 / len(streams)] * len(streams)
-        dataset = tf.data.Dataset.sample_from_datasets(
-            streams, weights=weights, seed=seed, stop_on_empty_dataset=False)
-        if sampling == "balanced":
-            dataset = dataset.take(epoch)
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(epoch))
+        dataset = sample_classes(streams, np.bincount(labels)[np.unique(
+            labels)], sampling, seed)
 
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     depth = num_classes if num_classes is not None else int(labels.max()) + 1

@@ -61,6 +61,21 @@ def split_dataset(images, labels, validation_split=0.1, test_split=0.1,
     labels = _validation.check_labels("labels", labels,
                                       num_samples=len(images),
                                       samples_name="images")
+    train, val, test = split_indices(labels, validation_split, test_split,
+                                     seed)
+    return Splits(images[train], labels[train], images[val], labels[val],
+                  images[test], labels[test])
+
+
+def split_indices(labels, validation_split=0.1, test_split=0.1, seed=42):
+    """Stratified, seeded `(train, validation, test)` index arrays.
+
+    The split of `split_dataset`, on labels alone: the streamed sources
+    split a folder's file list with it, so a folder and the same images as
+    arrays are split identically. Same arguments, checks and rounding as
+    `split_dataset`; the index arrays are int64 (empty for a fraction of 0).
+    """
+    labels = _validation.check_labels("labels", labels)
     validation_split = _check_split("validation_split", validation_split)
     test_split = _check_split("test_split", test_split)
     if validation_split + test_split >= 1.0:
@@ -108,5 +123,4 @@ def split_dataset(images, labels, validation_split=0.1, test_split=0.1,
         train, val = train_test_split(rest, test_size=n_val,
                                       stratify=labels[rest],
                                       random_state=seed)
-    return Splits(images[train], labels[train], images[val], labels[val],
-                  images[test], labels[test])
+    return train, val, test

@@ -6,11 +6,13 @@ import warnings
 import numpy as np
 
 from kerascnn import _validation
+from kerascnn.datasets import files as _files
 
 #: File extensions read as images (the ones `keras.utils.image_dataset_from_directory` reads).
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 _COLOR_MODES = {"rgb": "RGB", "grayscale": "L", "rgba": "RGBA"}
+_WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")
 _INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "lanczos", "box", "hamming")
 
 
@@ -48,6 +50,13 @@ def _read(file_path, mode):
 
     with Image.open(file_path) as image:
         image.load()
+        if image.mode in _WIDE_GRAY_MODES:
+            # 16-bit grayscale (PNG): Pillow's convert() would clip every
+            # value above 255 to white; scale 0..65535 to 0..255 instead,
+            # as the streamed TensorFlow decoding does.
+            wide = np.asarray(image, dtype=np.float64)
+            image = Image.fromarray(
+                np.round(wide / 257.0).clip(0, 255).astype(np.uint8), "L")
         return image.convert(mode)
 
 
@@ -117,6 +126,8 @@ def load_directory(path, image_size=None, color_mode="rgb", on_error="raise",
         try:
             image = _read(file_path, mode)
         except Exception as error:  # Pillow raises several types.
+            if isinstance(error, Image.DecompressionBombError):
+                error = _files._reason(error)
             if on_error == "raise":
                 _error("path", "a directory of readable images (pass "
                        "on_error='skip' to skip unreadable files)",

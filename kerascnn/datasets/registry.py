@@ -38,6 +38,27 @@ def _from_arrays(source):
     return images, labels, class_names
 
 
+def check_dataset_name(source, name="data"):
+    """Refuses a built-in dataset name that is also an existing folder.
+
+    `"digits"` (or `"mnist5k"`, any case) names a built-in dataset only when
+    no folder of that name exists in the working directory: with a folder
+    `./digits` present, the name is ambiguous and silently picking either
+    would train on the wrong data. Pass `"./digits"` (or an absolute path)
+    for the folder; for the built-in dataset, run elsewhere or pass the
+    arrays of `kerascnn.datasets.load_digits()`.
+    """
+    if os.path.isdir(source):
+        raise _validation.ArgumentError(
+            f"Argument `{name}` must name one dataset. Received: "
+            f"{name}={source!r}, which is both a built-in dataset and the "
+            f"existing folder {os.path.abspath(source)!r}; pass "
+            f"{os.path.join('.', source)!r} for the folder, or the arrays of "
+            f"kerascnn.datasets.load_{source.lower()}() for the built-in "
+            "dataset")
+    return source.lower()
+
+
 def load(source, **kwargs):
     """Loads a dataset as `(images, labels, class_names)` from any source.
 
@@ -60,8 +81,13 @@ def load(source, **kwargs):
         class names are `"0".."9"`; for arrays without names, `"0"` up to the
         largest label.
 
+    A built-in name is refused while a folder of that name exists in the
+    working directory (see `check_dataset_name`): pass `"./digits"` for the
+    folder.
+
     Raises:
-        ArgumentError: for an unknown source or unexpected keyword arguments.
+        ArgumentError: for an unknown source, a name that is also a folder,
+            or unexpected keyword arguments.
     """
     if isinstance(source, tuple) and len(source) in (2, 3):
         if kwargs:
@@ -69,6 +95,7 @@ def load(source, **kwargs):
                              kwargs)
         return _from_arrays(source)
     if isinstance(source, str) and source.lower() in _LOADERS:
+        check_dataset_name(source, name="source")
         if kwargs:
             _validation.fail("kwargs", f"empty for the dataset {source!r}",
                              kwargs)
