@@ -222,3 +222,67 @@ def test_check_steps_per_execution():
         with pytest.raises(ArgumentError,
                            match="Received: steps_per_execution="):
             distribute.check_steps_per_execution(bad)
+
+
+# -- backup shared by several workers ---------------------------------------------
+
+
+def _tiny_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    return model
+
+
+def _fit_with_backup(backup_dir, epochs=2):
+    model = _tiny_model()
+    callback = distribute.backup_and_restore(str(backup_dir))
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(os.listdir(backup_dir) if os.path.isdir(backup_dir)
+                        else [])
+
+    x = np.ones((4, 3), "float32")
+    model.fit(x, x[:, :2], epochs=epochs, verbose=0,
+              callbacks=[callback, Spy()])
+    return callback, seen
+
+
+def test_backup_chief_writes_the_shared_folder(monkeypatch, tmp_path):
+    _set_tf_config(monkeypatch, index=0)
+    callback, seen = _fit_with_backup(tmp_path / "bk")
+    assert callback.writes_backup
+    assert "latest.weights.h5" in seen[-1]
+    assert not (tmp_path / "bk").exists()  # Keras deletes it at the end
+
+
+def test_backup_other_workers_only_read_it(monkeypatch, tmp_path):
+    _set_tf_config(monkeypatch, index=1)
+    shared = tmp_path / "bk"
+    callback, seen = _fit_with_backup(shared)
+    assert not callback.writes_backup
+    assert seen == [[], []] and not shared.exists()
+    assert callback._scratch is None  # its private copy is gone
+
+
+def test_backup_resumes_from_the_chiefs_state(monkeypatch, tmp_path):
+    _set_tf_config(monkeypatch, index=0)
+    shared = tmp_path / "bk"
+    model = _tiny_model()
+    x = np.ones((4, 3), "float32")
+
+    class Stop(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        model.fit(x, x[:, :2], epochs=5, verbose=0, callbacks=[
+            distribute.backup_and_restore(str(shared)), Stop()])
+    _set_tf_config(monkeypatch, index=1)  # a worker restarted afterwards
+    history = _tiny_model().fit(
+        x, x[:, :2], epochs=5, verbose=0,
+        callbacks=[distribute.backup_and_restore(str(shared))])
+    assert len(history.history["loss"]) == 3   # epochs 3..5 only
+    assert (shared / "latest.weights.h5").exists()  # left for the chief

@@ -8,7 +8,9 @@
 - a `tf.distribute.Strategy`: used as given.
 
 Also here, for every workflow: which process writes (`is_chief`,
-`worker_output_dir`: only the chief writes under the user's folders),
+`worker_output_dir`, `backup_and_restore`: only the chief writes under the
+user's folders), `multi_worker_mirrored_strategy` (the strategy `"auto"`
+gives under `TF_CONFIG`, which Keras 3's `fit` accepts),
 `describe_strategy` (the line printed on start), and the precision and XLA
 switches (`resolve_precision`, `precision_scope`, `check_jit_compile`,
 `check_steps_per_execution`). See docs/scaling.md.
@@ -62,13 +64,59 @@ def resolve_strategy(value):
     if isinstance(value, str):
         _validation.check_option("strategy", value, STRATEGY_OPTIONS)
         if num_workers() > 1:
-            return tf.distribute.MultiWorkerMirroredStrategy()
+            return multi_worker_mirrored_strategy()
         gpus = tf.config.list_logical_devices("GPU")
         if len(gpus) > 1:
             return tf.distribute.MirroredStrategy([g.name for g in gpus])
         return tf.distribute.get_strategy()
     _validation.fail("strategy", 'None, "auto" or a tf.distribute.Strategy',
                      value)
+
+
+def multi_worker_mirrored_strategy(**kwargs):
+    """A `tf.distribute.MultiWorkerMirroredStrategy` that `model.fit` accepts.
+
+    Keras 3 (3.15 included) calls `strategy.reduce` on a nest of per-replica
+    batches before the first step, and `strategy.reduce("MEAN", v, axis=0)`
+    on every scalar metric after each step; TensorFlow's
+    `CollectiveAllReduceStrategy` rejects both ("Attempt to convert a value
+    (PerReplica...)", "Invalid reduction dimension 0 for input with 0
+    dimensions"), so a plain `MultiWorkerMirroredStrategy` fails in the first
+    `fit` (keras-team/keras#20585). The strategy returned here reduces each
+    leaf of a nest separately and a scalar across replicas (`axis=None`);
+    everything else is TensorFlow's. Create it before any other TensorFlow
+    op in the process (a TensorFlow requirement); `kwargs` go to
+    `tf.distribute.MultiWorkerMirroredStrategy`.
+    """
+    return _multi_worker_class()(**kwargs)
+
+
+_MULTI_WORKER_CLASS = []
+
+
+def _multi_worker_class():
+    if _MULTI_WORKER_CLASS:
+        return _MULTI_WORKER_CLASS[0]
+    import tensorflow as tf
+
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        """`tf.distribute.MultiWorkerMirroredStrategy` reducing as Keras 3 asks."""
+
+        def reduce(self, reduce_op, value, axis):
+            parent = super()
+
+            def one(leaf):
+                leaf_axis = axis
+                if leaf_axis is not None:
+                    rank = self.experimental_local_results(leaf)[0].shape.rank
+                    if rank == 0:
+                        leaf_axis = None
+                return parent.reduce(reduce_op, leaf, leaf_axis)
+
+            return tf.nest.map_structure(one, value)
+
+    _MULTI_WORKER_CLASS.append(MultiWorkerMirroredStrategy)
+    return MultiWorkerMirroredStrategy
 
 
 def num_replicas(strategy):
@@ -143,6 +191,71 @@ def worker_output_dir(path):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def backup_and_restore(backup_dir, **kwargs):
+    """`keras.callbacks.BackupAndRestore` that several workers can share.
+
+    Every worker restores from `backup_dir` (a folder all workers see, e.g.
+    on a shared file system), so a worker that was killed and restarted, and
+    the workers restarted with it, resume after the last finished epoch. Only
+    the chief writes and, at the end, deletes the backup there: Keras'
+    callback would have every worker write the same files (h5py refuses:
+    "unable to lock file") and the first to finish delete them under the
+    others. Other workers save to a private temporary folder, removed at the
+    end of training, so that any collective step of the save still runs on
+    every worker. In a single process this is Keras' callback unchanged.
+    `kwargs` go to `keras.callbacks.BackupAndRestore`.
+    """
+    return _backup_class()(backup_dir, **kwargs)
+
+
+_BACKUP_CLASS = []
+
+
+def _backup_class():
+    if _BACKUP_CLASS:
+        return _BACKUP_CLASS[0]
+    import keras
+
+    class BackupAndRestore(keras.callbacks.BackupAndRestore):
+        """Keras' `BackupAndRestore`; only the chief writes `backup_dir`."""
+
+        _PATHS = ("backup_dir", "_weights_path", "_training_metadata_path",
+                  "_prev_weights_path", "_prev_training_metadata_path")
+
+        def __init__(self, backup_dir, **kwargs):
+            super().__init__(backup_dir, **kwargs)
+            self.writes_backup = is_chief()
+            self._scratch = None
+
+        def _save_model(self):
+            if self.writes_backup:
+                return super()._save_model()
+            if self._scratch is None:
+                _, index = task()
+                self._scratch = tempfile.mkdtemp(
+                    prefix=f"kerascnn-worker-{index}-backup-")
+            shared = {name: getattr(self, name) for name in self._PATHS}
+            private = os.path.join(self._scratch, "backup")
+            for name, value in shared.items():
+                setattr(self, name, value.replace(shared["backup_dir"],
+                                                  private, 1))
+            try:
+                return super()._save_model()
+            finally:
+                for name, value in shared.items():
+                    setattr(self, name, value)
+
+        def on_train_end(self, logs=None):
+            if self.writes_backup:
+                return super().on_train_end(logs)
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
+                self._scratch = None
+
+    _BACKUP_CLASS.append(BackupAndRestore)
+    return BackupAndRestore
+
+
 def describe_strategy(strategy, batch_size=None):
     """One line naming the strategy, its workers and replicas.
 
@@ -159,6 +272,8 @@ def describe_strategy(strategy, batch_size=None):
     name = type(strategy).__name__
     if name.startswith("_Default"):
         name = "default strategy"
+    elif isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "MultiWorkerMirroredStrategy"  # TensorFlow's class name differs
     workers = getattr(strategy.extended, "_num_workers", None)
     if not isinstance(workers, int) or workers < 1:
         workers = num_workers() if "MultiWorker" in name else 1
