@@ -8,7 +8,12 @@ What ours adds over tfa: the step is cast to float32 first, so Python ints and
 floats and int32/int64 tensors all work in every `scale_mode` (Keras 3
 optimizers pass their int64 `iterations`); arguments are validated; `get_config`
 holds every constructor argument (tfa dropped `name`), and the base class
-serializes a registered `scale_fn` instead of silently storing a lambda.
+serializes a registered `scale_fn` by name. Like tfa, `initial_learning_rate`
+may exceed `maximal_learning_rate` (the triangle then points down), and an
+unregistered `scale_fn` (a lambda, a local function) is returned by
+`get_config` as given, so in-memory `from_config(get_config())` works as in
+tfa; saving it in a `.keras` file is then Keras' business (a lambda reloads
+only with `safe_mode=False`).
 """
 
 import keras
@@ -26,9 +31,7 @@ def _check_learning_rates(initial_learning_rate, maximal_learning_rate):
     maximal = _validation.check_float(
         "maximal_learning_rate", maximal_learning_rate, min_value=0.0
     )
-    _validation.check_less_equal(
-        "initial_learning_rate", initial, "maximal_learning_rate", maximal
-    )
+    # initial > maximal is allowed, as in tfa: a decreasing triangle.
     return initial, maximal
 
 
@@ -49,17 +52,21 @@ class CyclicalLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     `kerascnn.callbacks.find_learning_rate`.
 
     Args:
-        initial_learning_rate: Float >= 0, the lower bound of each cycle.
-        maximal_learning_rate: Float >= `initial_learning_rate`, the upper
-            bound (reached only when `scale_fn` returns 1).
+        initial_learning_rate: Float >= 0, the value at the start of each
+            cycle (usually the lower bound).
+        maximal_learning_rate: Float >= 0, the value at the peak of each
+            cycle (reached only when `scale_fn` returns 1). It may be below
+            `initial_learning_rate`, as in tfa: the triangle then points
+            down.
         step_size: Number > 0, iterations per half cycle (Smith suggests 2-10
             times the iterations in an epoch).
         scale_fn: Callable taking a float32 tensor (`cycle` or `step`) and
-            returning the amplitude scale; use `keras.ops`. To save the
-            schedule (e.g. in a `.keras` model) it must be a function
-            registered with `keras.saving.register_keras_serializable` or a
-            serializable object; `get_config` raises an `ArgumentError`
-            naming `scale_fn` otherwise (lambdas cannot be reloaded safely).
+            returning the amplitude scale; use `keras.ops`. A function
+            registered with `keras.saving.register_keras_serializable` (or a
+            serializable object) is stored by name in `get_config` and
+            reloads anywhere; any other callable is returned as given, like
+            tfa (a `.keras` file holding a lambda reloads only with
+            `safe_mode=False`; a local function does not reload).
         scale_mode: `"cycle"` or `"iterations"`: what `scale_fn` receives.
             Defaults to `"cycle"`.
         name: String, the name scope of the op. Defaults to
@@ -130,29 +137,8 @@ class CyclicalLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         }
 
     def get_config(self):
-        scale_fn = self.scale_fn
-        serialized = None
-        if getattr(scale_fn, "__name__", None) != "<lambda>":
-            try:
-                serialized = keras.saving.serialize_keras_object(scale_fn)
-                restored = keras.saving.deserialize_keras_object(serialized)
-            except Exception:  # not importable / not registered
-                serialized, restored = None, None
-            if restored is None or (
-                not hasattr(scale_fn, "get_config") and restored is not scale_fn
-            ):
-                serialized = None
-        if serialized is None:
-            raise _validation.ArgumentError(
-                "Argument `scale_fn` must be a function registered with "
-                "`keras.saving.register_keras_serializable` (or a serializable "
-                "object) to save a CyclicalLearningRate; or use "
-                "TriangularCyclicalLearningRate, "
-                "Triangular2CyclicalLearningRate or "
-                "ExponentialCyclicalLearningRate. "
-                f"Received: scale_fn={scale_fn!r}"
-            )
-        return {**self._base_config(), "scale_fn": serialized}
+        return {**self._base_config(),
+                "scale_fn": _serialize_scale_fn(self.scale_fn)}
 
     @classmethod
     def from_config(cls, config):
@@ -174,7 +160,8 @@ class TriangularCyclicalLearningRate(CyclicalLearningRate):
 
     Args:
         initial_learning_rate: Float >= 0, the lower bound.
-        maximal_learning_rate: Float >= `initial_learning_rate`, the upper
+        maximal_learning_rate: Float >= 0 (below `initial_learning_rate`
+            for a decreasing triangle, as in tfa), the upper
             bound, reached every `2 * step_size` iterations.
         step_size: Number > 0, iterations per half cycle.
         scale_mode: `"cycle"` or `"iterations"` (no effect here, kept for
@@ -217,7 +204,8 @@ class Triangular2CyclicalLearningRate(CyclicalLearningRate):
 
     Args:
         initial_learning_rate: Float >= 0, the lower bound.
-        maximal_learning_rate: Float >= `initial_learning_rate`, the upper
+        maximal_learning_rate: Float >= 0 (below `initial_learning_rate`
+            for a decreasing triangle, as in tfa), the upper
             bound of the first cycle.
         step_size: Number > 0, iterations per half cycle.
         scale_mode: `"cycle"` (halve per cycle, as in the paper) or
@@ -262,7 +250,8 @@ class ExponentialCyclicalLearningRate(CyclicalLearningRate):
 
     Args:
         initial_learning_rate: Float >= 0, the lower bound.
-        maximal_learning_rate: Float >= `initial_learning_rate`, the upper
+        maximal_learning_rate: Float >= 0 (below `initial_learning_rate`
+            for a decreasing triangle, as in tfa), the upper
             bound before decay.
         step_size: Number > 0, iterations per half cycle.
         scale_mode: `"iterations"` or `"cycle"`: the exponent of `gamma`.
@@ -304,6 +293,22 @@ class ExponentialCyclicalLearningRate(CyclicalLearningRate):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _serialize_scale_fn(scale_fn):
+    """A registered function or serializable object by name, else as given."""
+    if getattr(scale_fn, "__name__", None) == "<lambda>":
+        return scale_fn
+    try:
+        serialized = keras.saving.serialize_keras_object(scale_fn)
+        restored = keras.saving.deserialize_keras_object(serialized)
+    except Exception:  # not importable / not registered: tfa's behaviour
+        return scale_fn
+    if restored is None or (
+        not hasattr(scale_fn, "get_config") and restored is not scale_fn
+    ):
+        return scale_fn
+    return serialized
 
 
 def _one(mode_step):
