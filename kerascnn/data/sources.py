@@ -99,6 +99,12 @@ def _check_batch(batch_size, epoch, drop_remainder=False):
     return min(batch_size, epoch)
 
 
+def _refuse(name, expectation, received):
+    """`ArgumentError` whose "Received:" is a description, not a repr."""
+    raise _validation.ArgumentError(
+        f"Argument `{name}` must be {expectation}. Received: {received}")
+
+
 def _images_only(images, labels):
     return images
 
@@ -116,6 +122,23 @@ class ImageSource:
     """
 
     kind = None
+
+    def __new__(cls, *args, **kwargs):
+        if cls is not ImageSource:
+            return super().__new__(cls)
+        # The first, arrays-only interface built sources directly:
+        # `ImageSource(kind="array", num_samples=..., labels=...,
+        # image_shape=..., images=...)`; that call still gives an array
+        # source.
+        if kwargs.get("kind", "array") != "array" or kwargs.get(
+                "images") is None:
+            raise TypeError("ImageSource(...) builds only array sources "
+                            "(kind='array', images=..., labels=...); use "
+                            "resolve_data for the other kinds")
+        source = super().__new__(ArraySource)
+        ArraySource.__init__(source, kwargs["images"], kwargs["labels"])
+        source._legacy = True
+        return source
 
     def __init__(self, num_samples, labels, image_shape, counts):
         self.num_samples = num_samples
@@ -220,7 +243,7 @@ class ImageSource:
     def to_numpy(self, max_images=None):
         """`(images, labels)` arrays; refuses more than `max_images`."""
         if max_images is not None and self.num_samples > max_images:
-            _validation.fail("data", f"at most {max_images} images to hold "
+            _refuse("data", f"at most {max_images} images to hold "
                              "in memory", f"{self.num_samples} images")
         xs, ys = [], []
         for x, y in self.dataset(min(256, self.num_samples)):
@@ -234,7 +257,9 @@ class ArraySource(ImageSource):
 
     kind = "array"
 
-    def __init__(self, images, labels, num_classes=None):
+    def __init__(self, images=None, labels=None, num_classes=None, **legacy):
+        if getattr(self, "_legacy", False):
+            return  # built by ImageSource(kind="array", ...) already
         labels = np.asarray(labels, np.int64)
         super().__init__(int(len(labels)), labels, images.shape[1:],
                          np.bincount(labels, minlength=num_classes or 0))
@@ -273,7 +298,7 @@ class ArraySource(ImageSource):
 
     def to_numpy(self, max_images=None):
         if max_images is not None and self.num_samples > max_images:
-            _validation.fail("data", f"at most {max_images} images to hold "
+            _refuse("data", f"at most {max_images} images to hold "
                              "in memory", f"{self.num_samples} images")
         return self.images, self.labels
 
@@ -392,8 +417,11 @@ class StreamSource(ImageSource):
     Its labels were read once by `resolve_data` (counts, checks); its
     images are not held. Batched input is unbatched and rebatched to the
     requested `batch_size`. Shuffling uses a bounded buffer (at most 1,024
-    elements) over the user's own order; resampling duplicates or drops
-    elements by their class's rate in one pass and shuffles the result.
+    elements) over the user's own order. Resampling reads the stream once
+    per epoch (twice at most for `"balanced"`) and repeats or drops each
+    element by its class's rate (systematic sampling: exactly the target
+    count of every class per pass, a random phase per epoch), then
+    shuffles the result through the buffer.
     """
 
     def __init__(self, elements, kind, num_samples, counts, image_shape,
@@ -426,18 +454,32 @@ class StreamSource(ImageSource):
             self._counts, 1), 0.0)
         rates = tf.constant(rates, tf.float64)
         label_index = self._label_index
+        zeros = tf.zeros(len(self._counts), tf.float64)
 
-        def copies(element, draw):
-            rate = tf.gather(rates, label_index(element[1]))
+        def select(state, inputs):
+            # Systematic sampling per class: its r-th element gets
+            # floor((r + 1) * rate + phase) - floor(r * rate + phase)
+            # copies, so every class contributes exactly `rate * n_c`
+            # elements per pass, spread evenly, with a random phase per
+            # class and epoch.
+            (element, draw), (ranks, phases) = inputs, state
+            c = label_index(element[1])
             u = tf.cast(tf.math.floormod(draw, 2 ** 30), tf.float64) / 2 ** 30
-            count = tf.cast(tf.floor(rate) + tf.cast(
-                u < rate - tf.floor(rate), tf.float64), tf.int64)
-            return tf.data.Dataset.from_tensors(element).repeat(count)
+            phase = tf.where(tf.equal(ranks[c], 0.0), u, phases[c])
+            rank, rate = ranks[c], rates[c]
+            copies = (tf.floor((rank + 1.0) * rate + phase)
+                      - tf.floor(rank * rate + phase))
+            ranks = tf.tensor_scatter_nd_add(ranks, [[c]], [1.0])
+            phases = tf.tensor_scatter_nd_update(phases, [[c]], [phase])
+            return (ranks, phases), (element, tf.cast(copies, tf.int64))
+
+        def repeated(element, copies):
+            return tf.data.Dataset.from_tensors(element).repeat(copies)
 
         draws = tf.data.Dataset.random(seed=seed,
                                        rerandomize_each_iteration=True)
-        dataset = tf.data.Dataset.zip((dataset.repeat(), draws)).flat_map(
-            copies)
+        dataset = tf.data.Dataset.zip((dataset.repeat(), draws)).scan(
+            (zeros, zeros), select).flat_map(repeated)
         dataset = dataset.shuffle(self._shuffle_buffer(), seed=seed,
                                   reshuffle_each_iteration=True)
         epoch = self._epoch(sampling)
@@ -629,11 +671,11 @@ def _stream_elements(value, kind, name):
     if kind == "pydataset":
         batches = value.num_batches
         if batches is None:
-            _validation.fail(name, "a PyDataset with a finite number of "
+            _refuse(name, "a PyDataset with a finite number of "
                              "batches (num_batches / __len__)", value)
         first = value[0]
         if not isinstance(first, tuple) or len(first) != 2:
-            _validation.fail(name, "a PyDataset whose batches are (images, "
+            _refuse(name, "a PyDataset whose batches are (images, "
                              "labels) tuples", type(first).__name__ if not
                              isinstance(first, tuple) else
                              f"tuples of {len(first)} items")
@@ -655,10 +697,10 @@ def _stream_elements(value, kind, name):
     spec = value.element_spec
     if not isinstance(spec, tuple) or len(spec) != 2 or not all(
             isinstance(s, tf.TensorSpec) for s in spec):
-        _validation.fail(name, "a tf.data.Dataset of (image, label) "
+        _refuse(name, "a tf.data.Dataset of (image, label) "
                          "elements", f"element_spec={spec}")
     if value.cardinality() == tf.data.INFINITE_CARDINALITY:
-        _validation.fail(name, "a finite tf.data.Dataset (one epoch; do not "
+        _refuse(name, "a finite tf.data.Dataset (one epoch; do not "
                          "repeat() it, fit repeats)", "an infinite dataset")
     x_spec, y_spec = spec
     rank, label_rank = x_spec.shape.rank, y_spec.shape.rank
@@ -668,7 +710,7 @@ def _stream_elements(value, kind, name):
         rank == 3 and label_rank == 1 and y_spec.dtype.is_integer
         and x_spec.shape[0] == y_spec.shape[0])
     if rank is None or label_rank is None or rank not in (2, 3, 4):
-        _validation.fail(name, "a tf.data.Dataset of images (h, w, c) or "
+        _refuse(name, "a tf.data.Dataset of images (h, w, c) or "
                          "batches (b, h, w, c) with labels",
                          f"element_spec={spec}")
     if batched:
@@ -684,13 +726,13 @@ def _resolve_stream(value, kind, name, image_size, num_classes=None,
     x_spec, y_spec = elements.element_spec
     if not (x_spec.dtype.is_integer or x_spec.dtype.is_floating
             or x_spec.dtype == tf.bool) or x_spec.dtype.is_complex:
-        _validation.fail(name, "a stream of real-valued images",
+        _refuse(name, "a stream of real-valued images",
                          f"images of dtype {x_spec.dtype.name}")
     shape = list(x_spec.shape)
     if len(shape) == 2:
         shape.append(1)
     if shape[-1] is None:
-        _validation.fail(name, "a stream of images with a known number of "
+        _refuse(name, "a stream of images with a known number of "
                          "channels", f"element_spec={elements.element_spec}")
     if image_size is None and (shape[0] is None or shape[1] is None):
         _validation.fail("image_size", "given for a stream of images of "
@@ -700,11 +742,11 @@ def _resolve_stream(value, kind, name, image_size, num_classes=None,
     resize = image_size is not None and tuple(shape[:2]) != tuple(size)
     channels = int(shape[-1])
     if y_spec.shape.rank not in (0, 1):
-        _validation.fail(name, "a stream of scalar labels or one-hot rows",
+        _refuse(name, "a stream of scalar labels or one-hot rows",
                          f"labels of shape {y_spec.shape}")
     one_hot = y_spec.shape.rank == 1 and y_spec.shape[0] != 1
     if not (y_spec.dtype.is_integer or y_spec.dtype.is_floating):
-        _validation.fail(name, "a stream of integer class labels",
+        _refuse(name, "a stream of integer class labels",
                          f"labels of dtype {y_spec.dtype.name}")
 
     def label_index(y):
@@ -735,7 +777,7 @@ def _resolve_stream(value, kind, name, image_size, num_classes=None,
         only = batched.map(_labels_only).with_options(options)
         labels = [np.asarray(y) for y in only.as_numpy_iterator()]
     if not labels:
-        _validation.fail(name, "a non-empty stream", "an empty stream")
+        _refuse(name, "a non-empty stream", "an empty stream")
     labels = np.concatenate(labels)
     label_name = "labels" if name == "data" else name
     if num_classes is None:
