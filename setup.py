@@ -22,19 +22,22 @@ setup(
     packages=find_packages(include=["kerascnn", "kerascnn.*"]),
     package_data={"kerascnn.datasets": ["data/*.npz"]},
     include_package_data=True,
+    # Lower bounds are the versions CI installs and the test suite runs on
+    # (older ones were never tested); the upper bounds stop at the first
+    # untested minor of the packages whose internals kerascnn._compat uses.
     install_requires=[
-        "tensorflow>=2.16,<2.22",
-        "keras>=3.3,<4",
-        "keras-tuner>=1.4.7",
+        "tensorflow>=2.21.0,<2.22",
+        "keras>=3.15.1,<4",
+        "keras-tuner>=1.4.8,<1.5",
         # KerasTuner imports tensorboard in every trial under the TF backend.
-        "tensorboard>=2.16",
-        "scikit-learn>=1.3",
-        "numpy>=1.26",
-        "matplotlib>=3.7",
-        "pillow>=10",
+        "tensorboard>=2.21.0",
+        "scikit-learn>=1.9.1",
+        "numpy>=2.4.6",
+        "matplotlib>=3.11.2",
+        "pillow>=13.0.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
+        "test": ["pytest>=9.0.3", "pytest-timeout>=2.4.0"],
     },
     entry_points={"console_scripts": ["kerascnn=kerascnn.cli:main"]},
     classifiers=[

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 import kerascnn.schedules
+from kerascnn import _compat
 from kerascnn.schedules import (
     CyclicalLearningRate,
     ExponentialCyclicalLearningRate,
@@ -110,7 +111,8 @@ def test_unregistered_scale_fn_is_returned_as_given(tmp_path):
     with pytest.raises(ValueError, match="lambda"):
         keras.saving.load_model(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras", safe_mode=False)
-    lr = restored.optimizer._learning_rate  # the schedule object
+    lr = _compat.learning_rate_object(restored.optimizer)  # the schedule
+    assert isinstance(lr, CyclicalLearningRate)
     assert float(lr(STEP)) == pytest.approx(float(schedule(STEP)))
 
 

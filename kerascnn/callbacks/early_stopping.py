@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 
-from kerascnn import _validation
+from kerascnn import _compat, _validation
 
 
 def _as_float(value):
@@ -114,6 +114,7 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        _compat.check_early_stopping_state(self)
         self.best_epoch = None
         self.stop_reason = None
         self._epochs_seen = 0

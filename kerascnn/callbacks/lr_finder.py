@@ -7,7 +7,7 @@ import os
 import keras
 import numpy as np
 
-from kerascnn import _validation
+from kerascnn import _compat, _validation
 
 def _check_finder_args(min_lr, max_lr, num_steps, beta, divergence_factor):
     min_lr = _validation.check_positive_float("min_lr", min_lr)
@@ -40,13 +40,13 @@ def _check_float_learning_rate(model):
             "model", "a compiled model (call `model.compile(optimizer=..., "
             "loss=...)` first)", model
         )
-    if not isinstance(optimizer._learning_rate, keras.Variable):
+    if not isinstance(_compat.learning_rate_object(optimizer), keras.Variable):
         raise _validation.ArgumentError(
             "Argument `model` must be compiled with an optimizer whose "
             "`learning_rate` is a float (the range test sets it batch by "
             "batch; compile with the schedule after the test). Received: "
             "model with optimizer learning_rate="
-            f"{type(optimizer._learning_rate).__name__}"
+            f"{type(_compat.learning_rate_object(optimizer)).__name__}"
         )
     if getattr(model, "steps_per_execution", 1) != 1:
         _validation.fail(

@@ -24,7 +24,7 @@ import tempfile
 
 import numpy as np
 
-from kerascnn import _validation
+from kerascnn import _compat, _validation
 
 STRATEGY_OPTIONS = ("auto",)
 """String values `strategy` arguments accept."""
@@ -224,6 +224,7 @@ def _backup_class():
 
         def __init__(self, backup_dir, **kwargs):
             super().__init__(backup_dir, **kwargs)
+            _compat.check_backup_and_restore(self)
             self.writes_backup = is_chief()
             self._scratch = None
 
@@ -274,8 +275,8 @@ def describe_strategy(strategy, batch_size=None):
         name = "default strategy"
     elif isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         name = "MultiWorkerMirroredStrategy"  # TensorFlow's class name differs
-    workers = getattr(strategy.extended, "_num_workers", None)
-    if not isinstance(workers, int) or workers < 1:
+    workers = _compat.strategy_num_workers(strategy)
+    if workers is None:
         workers = num_workers() if "MultiWorker" in name else 1
     text = (f"{name}: {workers} worker{'s' if workers != 1 else ''}, "
             f"{replicas} replica{'s' if replicas != 1 else ''}")

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kerascnn import _validation
+from kerascnn import _compat, _validation
 
 
 def _check_noise_shape(noise_shape):
@@ -130,7 +130,7 @@ def _mc_layers(model):
     from kerascnn.layers.dropconnect import DropConnectConv2D, DropConnectDense
 
     kinds = (InvertedDropout, DropConnectDense, DropConnectConv2D)
-    return [layer for layer in model._flatten_layers(include_self=True)
+    return [layer for layer in _compat.flatten_layers(model, include_self=True)
             if isinstance(layer, kinds) and layer.rate > 0]
 
 

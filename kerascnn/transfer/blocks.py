@@ -13,7 +13,7 @@ import collections
 
 import keras
 
-from kerascnn import _validation
+from kerascnn import _compat, _validation
 
 Block = collections.namedtuple(
     "Block", ["index", "name", "layers", "output", "resolution"])
@@ -72,9 +72,9 @@ def _area(shape):
 def _producers(layer, known):
     """Names of the layers in `known` whose outputs `layer` consumes."""
     names = set()
-    for node in getattr(layer, "_inbound_nodes", []):
+    for node in _compat.inbound_nodes(layer):
         for tensor in getattr(node, "input_tensors", []) or []:
-            history = getattr(tensor, "_keras_history", None)
+            history = _compat.keras_history(tensor)
             if history is None:
                 continue
             producer = history[0]

@@ -10,7 +10,7 @@ update does not depend on the gradient's scale.
 
 import keras
 
-from kerascnn import _validation
+from kerascnn import _compat, _validation
 
 
 class _DiscriminativeMixin:
@@ -34,7 +34,7 @@ class _DiscriminativeMixin:
 
     def update_step(self, gradient, variable, learning_rate):
         multiplier = self._variable_multipliers[
-            self._get_variable_index(variable)]
+            _compat.variable_index(self, variable)]
         if multiplier != 1.0:
             learning_rate = learning_rate * multiplier
         return super().update_step(gradient, variable, learning_rate)

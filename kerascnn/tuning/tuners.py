@@ -14,6 +14,10 @@ chief/worker protocol); they add:
   the end of the search every fraction of a second instead of sleeping 20 s
   (`keras_tuner.src.distribute.oracle_chief.start_server`);
 * a record of the trials each tuner process ran (`ran_trials`).
+
+The KerasTuner internals these need (`keras_tuner.src.*`, the grid oracle's
+private state) are reached only through `kerascnn._compat`, which checks
+them and names the tested KerasTuner version if they are missing.
 """
 
 import collections
@@ -22,8 +26,8 @@ import time
 
 import keras
 import keras_tuner
-from keras_tuner.src.distribute import utils as dist_utils
-from keras_tuner.src.tuners import gridsearch
+
+from kerascnn import _compat
 
 TUNERS = ("hyperband", "bayesian", "random", "grid")
 """Names accepted by `kerascnn.tuning.search(tuner=...)`."""
@@ -45,7 +49,7 @@ class _KerascnnTunerMixin:
         release_memory()
 
     def search(self, *fit_args, **fit_kwargs):
-        if dist_utils.is_chief_oracle():
+        if _compat.is_chief_oracle():
             if "verbose" in fit_kwargs:
                 self.oracle.verbose = fit_kwargs["verbose"]
             # KerasTuner's chief: save first (keras-tuner#977), then serve.
@@ -77,7 +81,11 @@ class Hyperband(_KerascnnTunerMixin, keras_tuner.Hyperband):
         super().__init__(hypermodel=hypermodel, **kwargs)
 
 
-class _LinkedList(gridsearch.LinkedList):
+class _LinkedList(_compat.grid_linked_list()):
+    def __init__(self):
+        super().__init__()
+        _compat.check_linked_list(self)
+
     def get_state(self):
         next_index = {str(k): v for k, v in self._next_index.items()}
         return {"memory": list(self._memory), "next_index": next_index,
@@ -92,7 +100,7 @@ class _LinkedList(gridsearch.LinkedList):
         self._last_index = state["last_index"]
 
 
-class GridSearchOracle(gridsearch.GridSearchOracle):
+class GridSearchOracle(_compat.grid_oracle_class()):
     """`keras_tuner.oracles.GridSearchOracle` that survives a resume.
 
     KerasTuner 1.4.8 keeps the grid order (`_ordered_ids`) and the queue of
@@ -103,6 +111,7 @@ class GridSearchOracle(gridsearch.GridSearchOracle):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        _compat.check_grid_oracle(self)
         self._ordered_ids = _LinkedList()
 
     def get_state(self):
@@ -138,7 +147,7 @@ def make_tuner(name, hypermodel, objective, max_trials, epochs, seed=None,
     if name == "hyperband":
         tuner = Hyperband(max_epochs=max(int(epochs), 1),
                           factor=hyperband_factor, **oracle_args, **common)
-        oracle = getattr(tuner.oracle, "_oracle", tuner.oracle)  # worker: client
+        oracle = _compat.local_oracle(tuner.oracle)  # worker: its client
         oracle.max_trials = max_trials
         return tuner
     if name == "bayesian":
@@ -163,20 +172,21 @@ def serve_oracle(oracle, poll_seconds=0.2):
     from concurrent import futures
 
     import grpc
-    from keras_tuner.src import protos
-    from keras_tuner.src.distribute import oracle_chief
+
+    get_service_grpc, servicer_class, exit_chief = (
+        _compat.chief_server_parts())
 
     address = (f"{os.environ['KERASTUNER_ORACLE_IP']}:"
                f"{os.environ['KERASTUNER_ORACLE_PORT']}")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-    servicer = oracle_chief.OracleServicer(oracle)
-    protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    servicer = servicer_class(oracle)
+    get_service_grpc().add_OracleServicer_to_server(servicer, server)
     if server.add_insecure_port(address) == 0:
         raise OSError(f"The chief could not listen on {address}.")
     server.start()
     try:
         while not (servicer.stop_triggered
-                   and oracle_chief.exit_chief(oracle)):
+                   and exit_chief(oracle)):
             time.sleep(poll_seconds)
     finally:
         server.stop(grace=1)

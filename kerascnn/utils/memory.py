@@ -6,7 +6,7 @@ import math
 
 import keras
 
-from kerascnn import _validation
+from kerascnn import _compat, _validation
 
 # Per-parameter optimizer state, in copies of the trainable weights.
 OPTIMIZER_SLOTS = {
@@ -57,10 +57,8 @@ def _slots_of_instance(optimizer):
 
 
 def _graph_of(model):
-    graph = model
-    if isinstance(model, keras.Sequential):
-        graph = getattr(model, "_functional", None)
-    if graph is None or not hasattr(graph, "_nodes_by_depth"):
+    graph = _compat.functional_graph(model)
+    if not _compat.has_node_graph(graph):
         _validation.fail(
             "model",
             "a built functional or Sequential model with a known input shape "
@@ -83,14 +81,15 @@ def _elements(shape, where):
 def _walk(model, per_layer):
     """Adds (name, elements per sample) for every node's outputs."""
     graph = _graph_of(model)
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
+    nodes = _compat.nodes_by_depth(graph)
+    for depth in sorted(nodes, reverse=True):
+        for node in nodes[depth]:
             operation = node.operation
             if isinstance(operation, keras.layers.InputLayer):
                 continue
             if isinstance(operation, keras.Model) and (
                 isinstance(operation, keras.Sequential)
-                or hasattr(operation, "_nodes_by_depth")
+                or _compat.has_node_graph(operation)
             ):
                 _walk(operation, per_layer)  # its last layer's output counts
                 continue
