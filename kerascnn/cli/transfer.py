@@ -114,7 +114,7 @@ def _backbone(args, input_shape):
 def run(args):
     from kerascnn import transfer
     from kerascnn.data import split_dataset
-    from kerascnn.export import export_model
+    from kerascnn.export import export_or_fallback
 
     if args.list:
         print("\n".join(transfer.list_backbones()))
@@ -160,7 +160,7 @@ def run(args):
             + f" -> {result.probe.best_block}")
     print(f"Validation accuracy: {result.val_accuracy:.4f}")
     print(f"Test accuracy: {test_accuracy:.4f}")
-    path = export_model(
+    path = export_or_fallback(
         result.model, args.export, args.export_dir,
         sample=splits.x_test[:8].astype("float32"), overwrite=args.overwrite,
         metadata={"data": str(args.data), "backbone": backbone.name,

@@ -149,14 +149,14 @@ def run(args):
 
 
 def _export(result, name, directory):
-    from kerascnn.export import export_model, load_export
+    from kerascnn.export import export_or_fallback, load_export
 
     splits = result.splits
     x_check = splits.x_test if len(splits.x_test) else splits.x_val
     y_check = splits.y_test if len(splits.y_test) else splits.y_val
     split_name = "test" if len(splits.x_test) else "validation"
     model = result.best_model
-    path = export_model(
+    path = export_or_fallback(
         model, name, directory=directory,
         sample=x_check[:8].astype("float32"), overwrite=True,
         class_names=result.class_names,
