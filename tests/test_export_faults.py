@@ -417,3 +417,35 @@ def test_cli_target_checks(tmp_path, read_only_dir):
         _common.check_export_target("m", read_only_dir, False)
     assert _common.check_export_target("m", tmp_path / "new", False) == str(
         tmp_path / "new" / "m")
+
+
+@pytest.mark.parametrize("command", ["train", "quickstart"])
+def test_cli_refuses_photo_folder_before_training(tmp_path, capsys,
+                                                  command, monkeypatch):
+    # Case 2 end to end: `--export photos --export-dir . --overwrite`.
+    from kerascnn.cli import main
+
+    photos = tmp_path / "photos"
+    for label in ("cats", "dogs"):
+        (photos / label).mkdir(parents=True)
+        Image = pytest.importorskip("PIL.Image")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(
+            photos / label / "1.png")
+    before = _tree_digest(photos)
+    monkeypatch.chdir(tmp_path)
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("training started before the export check")
+
+    import kerascnn.training
+
+    monkeypatch.setattr(kerascnn.training, "fit", must_not_train)
+    argv = [command, "--export", "photos", "--export-dir", ".",
+            "--overwrite"]
+    if command == "train":
+        argv += ["--data", "photos"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a kerascnn export" in err
+    assert _tree_digest(photos) == before
