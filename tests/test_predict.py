@@ -169,3 +169,20 @@ def test_image_resized_and_converted(export_path, tmp_path):
     assert array.shape == (8, 8, 1) and array.dtype == np.float32
     np.testing.assert_allclose(array, 255.0, atol=0.5)
     assert os.path.isfile(path)
+
+
+def test_pillow_fallback_decodes_like_training(tmp_path, monkeypatch):
+    # Used when kerascnn.datasets.files.read_image is unavailable.
+    values = np.linspace(0, 65535, 64).reshape(8, 8).astype(np.uint16)
+    wide = tmp_path / "wide.png"
+    Image.fromarray(values).save(wide)
+    array = predict._load_with_pillow(str(wide), 8, 8, 1)
+    np.testing.assert_allclose(array[..., 0], values / 257.0, atol=0.51)
+    rgb = predict._load_with_pillow(str(wide), 4, 4, 3)
+    assert rgb.shape == (4, 4, 3) and rgb.max() > 200
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    with pytest.raises(ValueError, match="wide.png.*decompression-bomb"):
+        predict._load_with_pillow(str(wide), 8, 8, 1)
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    with pytest.raises(ValueError, match="bad.png"):
+        predict._load_with_pillow(str(tmp_path / "bad.png"), 8, 8, 1)
