@@ -203,7 +203,11 @@ def train_command(folder, export_dir, seed):
 
 
 def measure(args, work):
-    config = QUICK if args.quick else FULL
+    config = dict(QUICK if args.quick else FULL)
+    if args.sizes is not None:
+        config["sizes"] = args.sizes
+    if args.image_size is not None:
+        config["image_size"] = args.image_size
     size = config["image_size"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     folders, generation = {}, {}
@@ -252,11 +256,28 @@ def main(argv=None):
     parser.add_argument("--keep-data", action="store_true",
                         help="keep the generated folders")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sizes", default=None,
+                        help="SMALL,LARGE image counts (default 6000,24000; "
+                             "200,800 with --quick)")
+    parser.add_argument("--image-size", default=None,
+                        help="side of the square PNGs (default 96; 32 with "
+                             "--quick)")
     args = _common.parse_args(parser, argv)
+    if args.sizes is not None:
+        parts = str(args.sizes).split(",")
+        if len(parts) != 2:
+            from kerascnn import _validation
+
+            _validation.fail("sizes", "two image counts SMALL,LARGE",
+                             args.sizes)
+        args.sizes = tuple(_common.parse_int("sizes", p, 20) for p in parts)
+    if args.image_size is not None:
+        args.image_size = _common.parse_int("image_size", args.image_size, 8)
     work = args.data_dir or tempfile.mkdtemp(prefix="kerascnn_streaming_")
     os.makedirs(work, exist_ok=True)
     try:
         config, generation, runs = measure(args, work)
+        config["sizes"] = tuple(config["sizes"])
     finally:
         if not args.keep_data and args.data_dir is None:
             shutil.rmtree(work, ignore_errors=True)

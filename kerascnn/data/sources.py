@@ -109,6 +109,18 @@ def _images_only(images, labels):
     return images
 
 
+def _to_float(images, labels):
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32), labels
+
+
+def _image_to_float(images):
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32)
+
+
 def _labels_only(images, labels):
     return labels
 
@@ -318,7 +330,7 @@ class FileSource(ImageSource):
 
     def __init__(self, paths, labels, image_size, channels, resize,
                  num_classes, interpolation="bilinear", cache=None,
-                 split="train", stats=None):
+                 split="train", stats=None, native=False):
         labels = np.asarray(labels, np.int64)
         super().__init__(int(len(labels)), labels,
                          (image_size[0], image_size[1], channels),
@@ -330,6 +342,7 @@ class FileSource(ImageSource):
         self.interpolation = interpolation
         self.cache = cache
         self.split = split
+        self.native = bool(native)
         digest = hashlib.sha1(repr((self.image_size, self.channels,
                                     interpolation)).encode())
         for path, label, stat in zip(self.paths, labels,
@@ -343,12 +356,32 @@ class FileSource(ImageSource):
 
         size, channels = self.image_size, self.channels
         interpolation, resize = self.interpolation, self.resize
+        if self.native:
+            # Every file is 8-bit with `channels` channels (pre-scan): the
+            # plain uint8 decode is exact, and batches are cast to float32.
+            def load(path, label):
+                image = tf.io.decode_image(
+                    tf.io.read_file(path), channels=channels, dtype=tf.uint8,
+                    expand_animations=False)
+                if resize:
+                    image = tf.image.resize(image, size, method=interpolation)
+                image.set_shape((size[0], size[1], channels))
+                return image, label
+
+            return load
 
         def load(path, label):
             return decode_image(tf.io.read_file(path), channels, size,
                                 interpolation, resize=resize), label
 
         return load
+
+    def _finish_batches(self, dataset):
+        import tensorflow as tf
+
+        if not self.native or self.resize:
+            return dataset
+        return dataset.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
 
     def _cache_file(self, suffix):
         if self.cache == "memory":
@@ -407,8 +440,8 @@ class FileSource(ImageSource):
 
         dataset = self._slices(index).map(
             self._load(), num_parallel_calls=tf.data.AUTOTUNE)
-        return dataset.map(_images_only).batch(batch_size).prefetch(
-            tf.data.AUTOTUNE)
+        return dataset.map(_images_only).batch(batch_size).map(
+            _image_to_float).prefetch(tf.data.AUTOTUNE)
 
 
 class StreamSource(ImageSource):
@@ -825,6 +858,8 @@ def _explicit(value, name, resolved, options):
                 f"{images.shape[1:]}")
         return ArraySource(images, labels, num_classes)
     if kind == "folder":
+        from kerascnn.datasets.files import native_decoding
+
         paths, labels, class_names, scan, stats = _list_folder(
             value, options, name)
         known = resolved["class_names"]
@@ -839,7 +874,8 @@ def _explicit(value, name, resolved, options):
         resize = bool((scan.sizes != size).any())
         return FileSource(paths, remap[labels], size, input_shape[2], resize,
                           num_classes, options.interpolation, options.cache,
-                          split=name, stats=stats)
+                          split=name, stats=stats,
+                          native=native_decoding(scan, input_shape[2]))
     source = _resolve_stream(value, kind, name, tuple(input_shape[:2]),
                              num_classes, options.interpolation)
     if source.image_shape[2] != input_shape[2]:
@@ -961,11 +997,12 @@ def resolve_data(data, *, validation_data=None, test_data=None,
         size, resize = _folder_size(scan, paths, image_size, name)
         mode = color_mode or files.infer_color_mode(scan.modes)
         channels = files.COLOR_MODES[mode]
+        native = files.native_decoding(scan, channels)
         index = split_indices(labels, validation_split, test_split, seed)
         sources = [None if len(i) == 0 else FileSource(
             [paths[j] for j in i], labels[i], size, channels, resize,
             len(class_names), interpolation, options.cache, split=split,
-            stats=[stats[j] for j in i])
+            stats=[stats[j] for j in i], native=native)
             for i, split in zip(index, ("train", "validation", "test"))]
         for relative, stat in stats:
             digest.update(f"{relative}\0{stat}\n".encode())

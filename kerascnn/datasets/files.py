@@ -164,6 +164,17 @@ def scan_files(paths, on_error="raise", workers=None, name="path"):
                       formats=[r[3] for r in good], unreadable=unreadable)
 
 
+_NATIVE_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+
+
+def native_decoding(scan, channels):
+    """Whether every scanned file is 8-bit with exactly `channels` channels
+    (and not a GIF), so that TensorFlow's plain uint8 decoding at that
+    channel count is exact and no conversion is needed."""
+    return all(mode == _NATIVE_MODES[channels] and kind != "GIF"
+               for mode, kind in zip(scan.modes, scan.formats))
+
+
 def infer_color_mode(modes):
     """`"grayscale"` when every Pillow mode has no colour, else `"rgb"`."""
     return "grayscale" if all(m in _GRAY_MODES for m in modes) else "rgb"
