@@ -77,3 +77,36 @@ def test_image_size_reports_the_value_as_given(bad):
                        __import__("re").escape(repr(bad))):
         v.check_image_size("image_size", bad)
     assert v.check_image_size("image_size", 8) == (8, 8)
+
+
+def test_labels_refuse_rows_that_are_not_one_hot():
+    assert v.check_labels("y", np.eye(3, dtype="float32")[[0, 2, 1]]
+                          ).tolist() == [0, 2, 1]
+    with pytest.raises(ValueError, match=r"exactly one 1 per row\. Received: "
+                       r"labels of shape \(3, 3\) whose row 1 is \[2, 0, 0\]"):
+        v.check_labels("y", np.array([[1, 0, 0], [2, 0, 0], [0, 0, 1]]))
+    with pytest.raises(ValueError, match="row 0"):
+        v.check_labels("y", np.array([[0.7, 0.3], [0.0, 1.0]]))
+
+
+def test_complex_pixels_and_labels_refused():
+    with pytest.raises(ValueError, match="real-valued array of images"):
+        v.check_images("x", np.ones((2, 3, 3), np.complex128))
+    with pytest.raises(ValueError, match="integer class labels"):
+        v.check_labels("y", np.array([0, 1j]))
+
+
+@pytest.mark.parametrize("huge", [10_000_000, 10 ** 9, 2 ** 62])
+def test_huge_label_refused_without_allocating(huge):
+    import time
+
+    from kerascnn import data
+
+    start = time.perf_counter()
+    for call in (lambda y: v.check_labels("y", y),
+                 lambda y: data.class_counts(y),
+                 lambda y: data.split_dataset(np.zeros((4, 2, 2)), y, 0, 0)):
+        with pytest.raises(ValueError, match=f"a label of {huge}, larger "
+                           "than the number of labels"):
+            call(np.array([0, 1, 1, huge]))
+    assert time.perf_counter() - start < 2.0
