@@ -296,7 +296,7 @@ def _bad_images():
     ((_blobs(60)[0], np.full(60, 1)), "only class 1"),
     ((_blobs(60)[0], np.arange(60) % 3 - 1), "labels from -1 to 1"),
     ((_blobs(60)[0], np.where(np.arange(60) % 2, 0, 3)),
-     r"classes \[1, 2\] missing"),
+     r"classes \[1, 2\] missing|class\(es\) \['1', '2'\]"),
     ((_blobs(60)[0], _blobs(60)[1][:59]), "60 images and 59 labels"),
     ("no_such_dataset", "Received: data='no_such_dataset'"),
     (42, "Received: data=42"),

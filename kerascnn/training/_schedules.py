@@ -20,7 +20,6 @@ learning rate and the length of the run into a Keras `LearningRateSchedule`:
 
 import math
 
-import keras
 
 SCHEDULES = (
     "cyclic",
@@ -59,6 +58,8 @@ def make_schedule(name, learning_rate, steps_per_epoch, epochs, bounds=None):
             learning-rate range test). Defaults to
             `cyclic_bounds(learning_rate)`.
     """
+    import keras  # here, so that SCHEDULES is importable without TensorFlow
+
     total_steps = steps_per_epoch * epochs
     if name in CYCLIC_SCHEDULES:
         from kerascnn import schedules

@@ -1,0 +1,279 @@
+"""Typed settings of a training run, validated when they are made.
+
+`fit`, `tuning.search` and `transfer.fit` used to pass their options around
+as string-keyed dicts and check them in three places. Here they are frozen
+dataclasses whose `__post_init__` checks every field with the package's
+one-line messages ("Argument `x` must be ... Received: x=..."), so a
+settings object that exists is a valid one.
+
+The option vocabularies (optimizer names, imbalance handling, precision
+policies, schedules, augmentation presets, normalizations) are defined here
+once; the CLI (`kerascnn/cli/_common.py`) and the search space import them.
+"""
+
+import dataclasses
+import os
+
+from kerascnn import _validation
+from kerascnn.core import distribute
+from kerascnn.training import defaults
+
+OPTIMIZERS = ("adam", "adamw", "nadam", "rmsprop", "sgd", "adagrad", "adamax")
+"""Optimizer names `fit(optimizer=...)` and `kerascnn train` accept."""
+
+BALANCE_OPTIONS = ("auto", "class_weight", "effective_number", "oversample",
+                   "undersample", "balanced")
+"""Label-imbalance handling names (`None` turns it off)."""
+
+SAMPLING_BALANCE = ("oversample", "undersample", "balanced")
+"""The `BALANCE_OPTIONS` that resample the training stream."""
+
+CLASS_WEIGHT_METHODS = ("balanced", "effective_number")
+"""`kerascnn.data.class_weights` methods (`tuning.search(class_weight=)`)."""
+
+PRECISIONS = distribute.PRECISION_OPTIONS
+"""`precision` values: Keras mixed-precision policies, or `"auto"`
+(mixed_float16 on GPUs of compute capability >= 7.0, else float32)."""
+
+JIT_COMPILE_OPTIONS = distribute.JIT_COMPILE_OPTIONS
+"""`jit_compile` values (Keras' `compile` argument)."""
+
+ON_ERROR_OPTIONS = ("raise", "skip")
+"""What to do with an unreadable image file in a folder."""
+
+COLOR_MODES = ("rgb", "grayscale", "rgba")
+"""Colour modes of a folder's images (`None` infers them)."""
+
+
+SCHEDULES = ("cyclic", "triangular2", "exp_range", "step", "exponential",
+             "inverse_time")
+"""Learning-rate schedule names (built by `kerascnn.training._schedules`)."""
+
+CYCLIC_SCHEDULES = ("cyclic", "triangular2", "exp_range")
+"""The cyclical ones among `SCHEDULES`."""
+
+TUNERS = ("hyperband", "bayesian", "random", "grid")
+"""KerasTuner tuners `kerascnn.tuning.search(tuner=...)` accepts."""
+
+
+def schedules():
+    """Names of the learning-rate schedules (`SCHEDULES`)."""
+    return SCHEDULES
+
+
+def augment_presets():
+    """Names of the augmentation presets (`kerascnn.data.augmentation`)."""
+    from kerascnn import data as kdata
+
+    return tuple(kdata.list_augmentation_presets())
+
+
+def normalizations():
+    """Normalization names of `kerascnn.models.build_cnn`."""
+    from kerascnn.models import cnn
+
+    return tuple(cnn.NORMALIZATIONS)
+
+
+def check_dir(name, value):
+    """`None` or a folder path (not an existing file); returns str or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        _validation.fail(name, "None or a folder path", value)
+    path = os.fspath(value)
+    if os.path.exists(path) and not os.path.isdir(path):
+        _validation.fail(name, "a folder path, not an existing file", path)
+    return path
+
+
+def check_precision(value):
+    """Returns `value` if it is one of `PRECISIONS`, else raises."""
+    if not isinstance(value, str):
+        _validation.fail("precision", "one of " + ", ".join(
+            repr(p) for p in PRECISIONS), value)
+    return _validation.check_option("precision", value, PRECISIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+    """How the data is split and read (`resolve_data`'s arguments).
+
+    Args:
+        validation_split: Fraction in [0, 1) for validation when no
+            `validation_data` is given. Defaults to `0.1`.
+        test_split: Fraction in [0, 1) for the test split. Defaults to
+            `0.1`.
+        seed: Integer >= 0 of the split. Defaults to `42`.
+        image_size: `None` or `(height, width)` a folder's images are
+            resized to. Defaults to `None`.
+        color_mode: `None` (inferred), `"rgb"`, `"grayscale"` or `"rgba"`.
+        on_error: `"raise"` or `"skip"` for unreadable files. Defaults to
+            `"raise"`.
+        cache: `None`, `"memory"` or a file path for the decoded images.
+    """
+
+    validation_split: float = defaults.VALIDATION_SPLIT
+    test_split: float = defaults.TEST_SPLIT
+    seed: int = defaults.SEED
+    image_size: tuple = None
+    color_mode: str = None
+    on_error: str = "raise"
+    cache: object = None
+
+    def __post_init__(self):
+        for name in ("validation_split", "test_split"):
+            value = getattr(self, name)
+            if value != 0:
+                _validation.check_fraction(name, value)
+        if self.validation_split + self.test_split >= 1:
+            raise _validation.ArgumentError(
+                "Arguments `validation_split` + `test_split` must be < 1. "
+                f"Received: validation_split={self.validation_split}, "
+                f"test_split={self.test_split}")
+        _validation.check_int("seed", self.seed, 0)
+        if self.image_size is not None:
+            size = self.image_size
+            if _validation._is_int(size):
+                size = (size, size)
+            if (not isinstance(size, (tuple, list)) or len(size) != 2
+                    or not all(_validation._is_int(s) and s >= 1
+                               for s in size)):
+                _validation.fail("image_size", "None, an integer or "
+                                 "(height, width) of integers >= 1",
+                                 self.image_size)
+            object.__setattr__(self, "image_size", tuple(int(s) for s in size))
+        if self.color_mode is not None:
+            _validation.check_option("color_mode", self.color_mode,
+                                     COLOR_MODES)
+        _validation.check_option("on_error", self.on_error, ON_ERROR_OPTIONS)
+        if self.cache is not None and not isinstance(
+                self.cache, (str, os.PathLike)):
+            _validation.fail("cache", 'None, "memory" or a file path',
+                             self.cache)
+
+    def resolve_kwargs(self):
+        """Keyword arguments for `kerascnn.data.sources.resolve_data`."""
+        return {"validation_split": self.validation_split,
+                "test_split": self.test_split, "seed": self.seed,
+                "image_size": self.image_size, "color_mode": self.color_mode,
+                "on_error": self.on_error,
+                "cache": (None if self.cache is None
+                          else os.fspath(self.cache))}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """The options of one training run, checked at construction.
+
+    Args:
+        epochs: Integer >= 1, the maximum number of epochs.
+        batch_size: Integer >= 1, per replica.
+        optimizer: One of `OPTIMIZERS` or a `keras.optimizers.Optimizer`.
+        learning_rate: Float > 0 or `"find"` (LR range test).
+        schedule: `None`, one of `schedules()` or a Keras
+            `LearningRateSchedule`.
+        early_stopping: Boolean, stop on `val_loss` and keep the best.
+        patience: Integer >= 1, early-stopping patience.
+        balance: `None` or one of `BALANCE_OPTIONS`.
+        augment: `None` or one of `augment_presets()`.
+        seed: Integer >= 0, seeds sampling, augmentation and weights.
+        verbose: 0, 1 or 2.
+        precision: One of `PRECISIONS`.
+        jit_compile: `"auto"`, `True` or `False`.
+        steps_per_execution: Integer >= 1.
+    """
+
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    optimizer: object = defaults.OPTIMIZER
+    learning_rate: object = defaults.LEARNING_RATE
+    schedule: object = defaults.SCHEDULE
+    early_stopping: bool = True
+    patience: int = defaults.EARLY_STOPPING_PATIENCE
+    balance: str = "auto"
+    augment: str = defaults.AUGMENT
+    seed: int = defaults.SEED
+    verbose: int = 1
+    precision: str = "float32"
+    jit_compile: object = "auto"
+    steps_per_execution: int = 1
+
+    def __post_init__(self):
+        import keras
+
+        _validation.check_int("seed", self.seed, 0)
+        _validation.check_positive_int("epochs", self.epochs)
+        _validation.check_positive_int("batch_size", self.batch_size)
+        _validation.check_int("verbose", self.verbose, 0, 2)
+        _validation.check_bool("early_stopping", self.early_stopping)
+        _validation.check_positive_int("patience", self.patience)
+        rate = self.learning_rate
+        if isinstance(rate, str):
+            _validation.check_option("learning_rate", rate, ("find",))
+        else:
+            try:
+                rate = _validation.check_positive_float("learning_rate", rate)
+            except _validation.ArgumentError:
+                _validation.fail("learning_rate", 'a number > 0 or "find"',
+                                 rate)
+            object.__setattr__(self, "learning_rate", float(rate))
+        schedule = self.schedule
+        if schedule is not None and not isinstance(
+                schedule, keras.optimizers.schedules.LearningRateSchedule):
+            if not isinstance(schedule, str):
+                _validation.fail(
+                    "schedule", "None, one of " + ", ".join(
+                        repr(s) for s in schedules())
+                    + " or a keras LearningRateSchedule", schedule)
+            object.__setattr__(self, "schedule", _validation.check_option(
+                "schedule", schedule, schedules()))
+        if not isinstance(self.optimizer, keras.optimizers.Optimizer):
+            if not isinstance(self.optimizer, str):
+                _validation.fail("optimizer", "an optimizer name or a "
+                                 "keras.optimizers.Optimizer", self.optimizer)
+            object.__setattr__(self, "optimizer", _validation.check_option(
+                "optimizer", self.optimizer, OPTIMIZERS))
+        if self.balance is not None:
+            object.__setattr__(self, "balance", _validation.check_option(
+                "balance", self.balance, BALANCE_OPTIONS))
+        if self.augment is not None:
+            object.__setattr__(self, "augment", _validation.check_option(
+                "augment", self.augment, augment_presets()))
+        object.__setattr__(self, "precision",
+                           check_precision(self.precision))
+        object.__setattr__(self, "jit_compile",
+                           distribute.check_jit_compile(self.jit_compile))
+        distribute.check_steps_per_execution(self.steps_per_execution)
+
+    @property
+    def sampling(self):
+        """The resampling of `balance`, or `None`."""
+        return self.balance if self.balance in SAMPLING_BALANCE else None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSettings:
+    """Folders a run writes to (each `None` or a folder path).
+
+    Args:
+        backup_dir: `keras.callbacks.BackupAndRestore` folder: a killed run
+            started again resumes after its last finished epoch.
+        tensorboard_dir: `keras.callbacks.TensorBoard` log folder.
+        plot_dir: Folder for the loss-curve, confusion-matrix, LR-finder and
+            top-losses PNGs.
+    """
+
+    backup_dir: str = None
+    tensorboard_dir: str = None
+    plot_dir: str = None
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, check_dir(
+                field.name, getattr(self, field.name)))
+
+    def folders(self):
+        """`{argument name: path}` of the folders that are set."""
+        return {f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self) if getattr(self, f.name)}
