@@ -235,6 +235,14 @@ def measure(args, work):
         print(f"kerascnn train, {count} images: {wall:.1f} s, peak "
               f"{peak / 2 ** 20:.0f} MiB", flush=True)
     largest = max(folders)
+    from kerascnn.datasets import files
+
+    with _common.Stopwatch() as watch:
+        paths, _, _ = files.list_directory(folders[largest])
+        files.scan_files(paths)
+    runs["prescan"] = {"files": len(paths), "wall_s": watch.seconds}
+    print(f"pre-scan (list + Pillow verify) of {len(paths)} files: "
+          f"{watch.seconds:.2f} s", flush=True)
     log = os.path.join(work, "peer.log")
     wall, peak, code = run_child([sys.executable, "-c", PEER,
                                   folders[largest], str(size),
@@ -286,10 +294,12 @@ def main(argv=None):
               / runs[f"kerascnn_{small}"]["peak_rss_bytes"])
     wall = runs[f"kerascnn_{large}"]["wall_s"] / runs[f"keras_{large}"][
         "wall_s"]
+    scan = runs.pop("prescan")
     ratios = {
         f"streaming: peak memory ratio {large} / {small} images": memory,
         f"streaming: wall time ratio kerascnn / keras ({large} images)": wall,
     }
+    scan_share = scan["wall_s"] / runs[f"kerascnn_{large}"]["wall_s"]
     meets = {"memory": memory <= MEMORY_TARGET, "time": wall <= TIME_TARGET}
     rows = [[name, f"{run['wall_s']:.1f}",
              f"{run['peak_rss_bytes'] / 2 ** 20:.0f}"]
@@ -301,8 +311,11 @@ def main(argv=None):
     for (name, value), target in zip(ratios.items(),
                                      (MEMORY_TARGET, TIME_TARGET)):
         print(f"{name}: {value:.3f} (target <= {target})")
+    print(f"pre-scan of {scan['files']} files: {scan['wall_s']:.2f} s, "
+          f"{100 * scan_share:.1f} % of the kerascnn train run")
     results = {"quick": args.quick, "config": config,
                "generation_s": generation, "runs": runs, "ratios": ratios,
+               "prescan": dict(scan, share_of_train_run=scan_share),
                "targets": {"memory": MEMORY_TARGET, "time": TIME_TARGET},
                "meets_target": meets,
                "command": " ".join(train_command("FOLDER", "EXPORT_DIR",

@@ -69,6 +69,8 @@ def test_quick_mode_measures_children(tmp_path, monkeypatch, capsys):
     with open(tmp_path / "out" / "bench_streaming.json") as handle:
         stored = json.load(handle)
     assert stored["ratios"] == pytest.approx(results["ratios"])
+    assert stored["prescan"]["files"] == 40  # the larger folder, scanned
+    assert 0 < stored["prescan"]["share_of_train_run"]
     assert stored["command"] == " ".join(command("FOLDER", "EXPORT_DIR",
                                                  0)[1:])
     assert " ".join(real("F", "E", 0)[1:]).startswith(
