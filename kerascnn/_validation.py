@@ -232,6 +232,12 @@ def check_images(name, images, min_ndim=3, max_ndim=4):
     return array
 
 
+# Without `num_classes`, labels up to this value are accepted whatever their
+# number (a held-out split may miss classes); above it, at most twice the
+# number of labels. Nothing is allocated per label value before this check.
+_MAX_SPARSE_LABEL = 65536
+
+
 def check_labels(name, labels, num_classes=None, num_samples=None,
                  samples_name="x", min_classes=2):
     """Checks integer class labels `0 .. num_classes-1` (or one-hot rows).
@@ -239,11 +245,11 @@ def check_labels(name, labels, num_classes=None, num_samples=None,
     One-hot (2-D) labels are converted to class indices; a 2-D row that
     is not one-hot (exactly one 1, the rest 0) is an error, never its
     argmax. At least `min_classes` distinct classes are required (two by
-    default; 1 for a held-out split). Without
-    `num_classes`, a label larger than the number of labels is refused
-    (labels are class indices `0..k-1` of the classes present, so it cannot
-    be one: typically an ID column), before anything is allocated in
-    proportion to the label's value. Returns a 1-D int64 array.
+    default; 1 for a held-out split). Without `num_classes`, a label too
+    large to be a class index of so few labels (above 65,535 and above
+    twice the number of labels: typically an ID column) is refused before
+    anything is allocated in proportion to its value. Returns a 1-D int64
+    array.
     """
     array = np.asarray(labels)
     if array.ndim == 2 and array.shape[1] > 1:
@@ -291,12 +297,12 @@ def check_labels(name, labels, num_classes=None, num_samples=None,
             f"Argument `{name}` must hold at least two classes. Received: "
             f"only class {low}"
         )
-    if num_classes is None and high >= len(array):
+    if num_classes is None and high >= max(2 * len(array), _MAX_SPARSE_LABEL):
         raise ArgumentError(
-            f"Argument `{name}` must hold class indices 0..k-1 (k classes, "
-            f"each with at least one of the {len(array)} labels). Received: "
-            f"a label of {high}, larger than the number of labels (an ID "
-            "column instead of class indices?)"
+            f"Argument `{name}` must hold class indices 0..k-1 (k classes). "
+            f"Received: a label of {high}, larger than the number of labels "
+            f"({len(array)}) allows for a class index (an ID column instead "
+            "of class indices?)"
         )
     return array
 

@@ -110,3 +110,11 @@ def test_huge_label_refused_without_allocating(huge):
                            "than the number of labels"):
             call(np.array([0, 1, 1, huge]))
     assert time.perf_counter() - start < 2.0
+
+
+def test_sparse_labels_of_a_small_held_out_split_pass():
+    # Three validation labels of a 10-class problem: not an ID column.
+    assert v.check_labels("y_val", [0, 5, 9]).tolist() == [0, 5, 9]
+    assert v.check_labels("y", [0, 65535]).tolist() == [0, 65535]
+    with pytest.raises(ValueError, match="a label of 65536"):
+        v.check_labels("y", [0, 65536])
