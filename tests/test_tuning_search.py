@@ -157,7 +157,7 @@ def test_bad_input_fails_before_any_trial(tmp_path, digits_splits, kwargs,
 
 
 def test_bad_data_fails_before_any_trial(tmp_path):
-    with pytest.raises(ValueError, match="Received: source='cifar100'"):
+    with pytest.raises(ValueError, match="Received: data='cifar100'"):
         search("cifar100", directory=tmp_path / "kt")
     with pytest.raises(ValueError, match="Received: data=42"):
         search(42, directory=tmp_path / "kt")
@@ -166,12 +166,18 @@ def test_bad_data_fails_before_any_trial(tmp_path):
 
 def test_auto_strategy_is_default_on_cpu_and_explicit_is_kept(
         two_cpu_strategy):
-    from kerascnn.tuning.search import resolve_strategy
+    import tensorflow as tf
 
-    # No GPU here: "auto" means the default strategy (None for KerasTuner).
-    assert resolve_strategy("auto") is None
-    assert resolve_strategy(None) is None
+    from kerascnn.core.distribute import resolve_strategy
+    from kerascnn.tuning.search import _is_real_strategy
+
+    # No GPU here: "auto" means the default strategy (None for KerasTuner),
+    # with the same meaning as in fit.
+    assert resolve_strategy("auto") is tf.distribute.get_strategy()
+    assert resolve_strategy(None) is tf.distribute.get_strategy()
+    assert not _is_real_strategy(resolve_strategy("auto"))
     assert resolve_strategy(two_cpu_strategy) is two_cpu_strategy
+    assert _is_real_strategy(two_cpu_strategy)
 
 
 def test_mostly_collapsing_space_burns_no_trial(tmp_path, digits_splits):

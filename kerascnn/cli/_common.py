@@ -131,19 +131,83 @@ def add_model_arguments(parser):
     return group
 
 
-def add_fit_arguments(parser, epochs=30, augment=None):
-    """`fit` options."""
-    from kerascnn.training import BALANCE_OPTIONS, SCHEDULES
+def image_size(text):
+    """`64` or `64x48` (height x width)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be SIZE or HEIGHTxWIDTH (integers >= 1), received {text!r}")
+    return tuple(values * 2) if len(values) == 1 else tuple(values)
+
+
+def jit_compile(text):
+    """`auto`, `true` or `false`."""
+    value = text.lower()
+    if value in ("auto", "true", "false"):
+        return {"auto": "auto", "true": True, "false": False}[value]
+    raise argparse.ArgumentTypeError(
+        f'must be "auto", "true" or "false", received {text!r}')
+
+
+def add_data_arguments(parser):
+    """`resolve_data` options for a folder (size, colour, bad files, cache)."""
+    from kerascnn.core.settings import COLOR_MODES, ON_ERROR_OPTIONS
+
+    group = parser.add_argument_group("data (kerascnn.data.resolve_data)")
+    group.add_argument("--image-size", type=image_size, default=None,
+                       metavar="SIZE|HxW",
+                       help="resize a folder's images (default: they must "
+                            "share one size)")
+    group.add_argument("--color-mode", default=None,
+                       choices=list(COLOR_MODES),
+                       help="colour mode of a folder's images (default: "
+                            "inferred)")
+    group.add_argument("--on-error", default="raise",
+                       choices=list(ON_ERROR_OPTIONS),
+                       help="unreadable files in a folder: stop before "
+                            "training, or skip them with a warning")
+    group.add_argument("--cache", default=None, metavar="memory|PATH",
+                       help="cache a folder's decoded images in memory or "
+                            "in a file")
+    return group
+
+
+def add_accelerator_arguments(group):
+    """`--precision`, `--jit-compile`, `--steps-per-execution` on `group`."""
+    from kerascnn.core.settings import PRECISIONS
+
+    group.add_argument("--precision", default="float32",
+                       choices=list(PRECISIONS),
+                       help="dtype policy (auto: mixed_float16 on GPUs of "
+                            "compute capability >= 7.0, else float32)")
+    group.add_argument("--jit-compile", type=jit_compile, default="auto",
+                       metavar="auto|true|false", help="XLA compilation")
+    group.add_argument("--steps-per-execution", type=positive_int, default=1,
+                       help="batches per compiled call")
+
+
+def add_fit_arguments(parser, epochs=None, augment=None):
+    """`fit` options (defaults from `kerascnn.training.defaults`)."""
+    from kerascnn.core.settings import BALANCE_OPTIONS, schedules
+    from kerascnn.training import defaults
 
     group = parser.add_argument_group("training (kerascnn.training.fit)")
-    group.add_argument("--epochs", type=positive_int, default=epochs,
+    group.add_argument("--epochs", type=positive_int,
+                       default=defaults.EPOCHS if epochs is None else epochs,
                        help="maximum epochs (early stopping may end sooner)")
-    group.add_argument("--batch-size", type=positive_int, default=64,
+    group.add_argument("--batch-size", type=positive_int,
+                       default=defaults.BATCH_SIZE,
                        help="batch size per replica")
-    group.add_argument("--learning-rate", type=learning_rate, default=1e-3,
+    group.add_argument("--learning-rate", type=learning_rate,
+                       default=defaults.LEARNING_RATE,
                        help='learning rate, or "find" for the range test')
-    group.add_argument("--schedule", type=optional_choice, default=None,
-                       choices=list(SCHEDULES) + [None],
+    group.add_argument("--schedule", type=optional_choice,
+                       default=defaults.SCHEDULE,
+                       choices=list(schedules()) + [None],
                        help="learning-rate schedule")
     group.add_argument("--balance", type=optional_choice, default="auto",
                        choices=list(BALANCE_OPTIONS) + [None],
@@ -154,12 +218,14 @@ def add_fit_arguments(parser, epochs=30, augment=None):
                             '"none")')
     group.add_argument("--no-early-stopping", dest="early_stopping",
                        action="store_false",
-                       help="train all epochs (default: stop after 5 epochs "
+                       help="train all epochs (default: stop after "
+                            f"{defaults.EARLY_STOPPING_PATIENCE} epochs "
                             "without val_loss improvement, keep the best)")
-    group.add_argument("--seed", type=int, default=42,
+    group.add_argument("--seed", type=int, default=defaults.SEED,
                        help="seed of the split, sampling and weights")
     group.add_argument("--backup-dir", default=None,
                        help="folder to resume an interrupted run from")
+    add_accelerator_arguments(group)
     group.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2],
                        help="0 silent, 1 progress bar, 2 one line per epoch")
     return group
@@ -202,7 +268,23 @@ def fit_kwargs_from_args(args):
         "balance": args.balance, "augment": args.augment,
         "early_stopping": args.early_stopping, "seed": args.seed,
         "backup_dir": args.backup_dir, "verbose": args.verbose,
+        **accelerator_kwargs_from_args(args),
     }
+
+
+def accelerator_kwargs_from_args(args):
+    """`precision`, `jit_compile`, `steps_per_execution` from the options."""
+    return {"precision": getattr(args, "precision", "float32"),
+            "jit_compile": getattr(args, "jit_compile", "auto"),
+            "steps_per_execution": getattr(args, "steps_per_execution", 1)}
+
+
+def data_kwargs_from_args(args):
+    """`resolve_data` keyword arguments from `add_data_arguments` options."""
+    return {"image_size": getattr(args, "image_size", None),
+            "color_mode": getattr(args, "color_mode", None),
+            "on_error": getattr(args, "on_error", "raise"),
+            "cache": getattr(args, "cache", None)}
 
 
 # -- export ------------------------------------------------------------------

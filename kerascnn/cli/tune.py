@@ -6,6 +6,10 @@ verified SavedModel (`kerascnn.export.export_model`) and checks that the
 reloaded SavedModel reproduces the test accuracy. `--distributed chief` /
 `--distributed worker` run KerasTuner's chief/worker mode across processes or
 machines (same command, same `--directory` layout, one chief).
+
+`--overwrite` restarts the search; an existing export is replaced only with
+`--overwrite-export` (checked before the search). Rerunning a project with
+other data or settings is refused before any trial.
 """
 
 import json
@@ -14,6 +18,8 @@ import os
 import numpy as np
 
 from kerascnn import _validation
+from kerascnn.cli import _common
+from kerascnn.core import settings
 
 DEFAULTS = {
     "data": "mnist5k",
@@ -28,11 +34,9 @@ DEFAULTS = {
 }
 
 
-# Same as `kerascnn.tuning.TUNERS` / `SCHEDULES` (a test pins them); kept
-# here so that building the parser does not import TensorFlow.
-TUNERS = ("hyperband", "bayesian", "random", "grid")
-SCHEDULES = ("cyclic", "triangular2", "exp_range", "step", "exponential",
-             "inverse_time")
+# The library's vocabularies (importing them does not import TensorFlow).
+TUNERS = settings.TUNERS
+SCHEDULES = settings.SCHEDULES
 
 
 def register(subparsers):
@@ -64,7 +68,7 @@ def register(subparsers):
                         help="search space as JSON (inline or a file), e.g. "
                         "'{\"depths\": [1, 2], \"filter_sizes\": [3, 5]}'")
     parser.add_argument("--class-weight", default=None,
-                        choices=("balanced", "effective_number"))
+                        choices=settings.CLASS_WEIGHT_METHODS)
     parser.add_argument("--schedule", default=None, choices=SCHEDULES,
                         help="cyclical learning rate policy")
     parser.add_argument("--augmentation", default=None,
@@ -83,6 +87,9 @@ def register(subparsers):
                         help="export the best model as a verified SavedModel")
     parser.add_argument("--export-dir", default=DEFAULTS["export_dir"],
                         help="Default: %(default)s")
+    parser.add_argument("--overwrite-export", action="store_true",
+                        help="replace an existing export of the same name "
+                        "(--overwrite restarts the search)")
     parser.add_argument("--distributed", default=None,
                         choices=("chief", "worker"),
                         help="KerasTuner chief/worker mode")
@@ -93,6 +100,9 @@ def register(subparsers):
                         help="worker id (tuner0, tuner1, ...)")
     parser.add_argument("--quiet", action="store_true",
                         help="no KerasTuner / Keras progress output")
+    _common.add_data_arguments(parser)
+    _common.add_accelerator_arguments(parser.add_argument_group(
+        "accelerators"))
     parser.set_defaults(func=run)
     return parser
 
@@ -110,21 +120,24 @@ def _space(text):
         _validation.fail("space", "a JSON object or a JSON file", text)
 
 
-def _check_export_name(name):
-    # Checked before the search, so a bad name does not cost a search.
-    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                  "0123456789._-")
-    if not name or set(name) - allowed or name in (".", ".."):
-        _validation.fail("export", "a plain folder name (letters, digits, "
-                         "'.', '_', '-')", name)
-
-
 def run(args):
     """Runs the search; returns the exit code."""
     from kerascnn import tuning
+    from kerascnn.export import NotAnExportError
 
-    if args.export is not None:
-        _check_export_name(args.export)
+    if args.export is not None and args.distributed != "worker":
+        try:  # before the search, so a bad target does not cost a search
+            _common.check_export_target(args.export, args.export_dir,
+                                        args.overwrite_export)
+        except NotAnExportError:
+            raise
+        except FileExistsError:
+            raise FileExistsError(
+                f"the export {os.path.join(args.export_dir, args.export)!r} "
+                "already exists; pass --overwrite-export to replace it or "
+                "--export to choose another name (--overwrite restarts the "
+                "search; checked before the search, nothing was done)"
+            ) from None
     result = tuning.search(
         args.data, tuner=args.tuner, space=_space(args.space),
         max_trials=args.max_trials, epochs=args.epochs,
@@ -134,7 +147,9 @@ def run(args):
         directory=args.directory, project_name=args.project_name,
         overwrite=args.overwrite, retrain=args.retrain,
         distributed=args.distributed, oracle_address=args.oracle_address,
-        tuner_id=args.tuner_id, verbose=0 if args.quiet else 1)
+        tuner_id=args.tuner_id, verbose=0 if args.quiet else 1,
+        **_common.data_kwargs_from_args(args),
+        **_common.accelerator_kwargs_from_args(args))
     print()
     print(result.summary())
     if result.files:

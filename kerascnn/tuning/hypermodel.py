@@ -94,6 +94,12 @@ class CNNHyperModel(keras_tuner.HyperModel):
             Defaults to `0.9`.
         monitor: Metric watched by early stopping. Defaults to
             `"val_accuracy"`.
+        precision: `None` (the global Keras policy) or a `precision` value
+            of `kerascnn.core.distribute.resolve_precision`; every model is
+            built under it. Defaults to `None`.
+        jit_compile: `"auto"`, `True` or `False`, for `compile`. Defaults
+            to `"auto"`.
+        steps_per_execution: Integer >= 1, for `compile`. Defaults to `1`.
         name: Model name. Defaults to `"kerascnn_cnn"`.
         tunable: Passed to `keras_tuner.HyperModel`. Defaults to `True`.
 
@@ -109,7 +115,10 @@ class CNNHyperModel(keras_tuner.HyperModel):
                  schedule=None, steps_per_epoch=None, epochs=10,
                  class_weight=None,
                  patience=3, monitor="val_accuracy", batchnorm_momentum=0.9,
-                 name="kerascnn_cnn", tunable=True):
+                 name="kerascnn_cnn", tunable=True, precision=None,
+                 jit_compile="auto", steps_per_execution=1):
+        from kerascnn.core import distribute
+
         self.input_shape = space_module.check_input_shape(input_shape)
         self.num_classes = _validation.check_int("num_classes", num_classes, 2)
         self.space = space_module.SearchSpace.from_config(space)
@@ -140,6 +149,11 @@ class CNNHyperModel(keras_tuner.HyperModel):
             "batchnorm_momentum", batchnorm_momentum, 0.0, 1.0,
             min_open=True, max_open=True)
         self.model_name = _validation.check_string("name", name)
+        self.precision = (None if precision is None
+                          else distribute.resolve_precision(precision))
+        self.jit_compile = distribute.check_jit_compile(jit_compile)
+        self.steps_per_execution = distribute.check_steps_per_execution(
+            steps_per_execution)
         super().__init__(name=name, tunable=tunable)
         # Raises before any trial when some depth cannot be built at all.
         self.options, self.report = self.space.encoded_options(
@@ -207,6 +221,8 @@ class CNNHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp):
         """Builds and compiles the `build_cnn` model for the drawn values."""
+        from kerascnn.core import distribute
+        from kerascnn.core.compile import compile_classifier
         from kerascnn.models import build_cnn
         import tensorflow as tf
 
@@ -218,29 +234,29 @@ class CNNHyperModel(keras_tuner.HyperModel):
             normalizer = keras.layers.Normalization(
                 axis=-1, mean=mean, variance=variance,
                 name="input_normalization")
-        model = build_cnn(
-            self.input_shape, self.num_classes,
-            depth=values["depth"], filters=values["filters"],
-            filter_size=values["filter_size"], stride=values["stride"],
-            padding=values["padding"], pooling=values["pooling"],
-            convs_per_block=self.space.convs_per_block,
-            normalization=values["normalization"],
-            batch_size=self.batch_size * replicas, num_replicas=replicas,
-            dropout=values["dropout"], dense_units=self.dense_units,
-            normalizer=normalizer,
-            augmentation=self.augmentation() if self.augmentation else None,
-            name=self.model_name, verbose=False,
-        )
+        with distribute.precision_scope(self.precision):
+            model = build_cnn(
+                self.input_shape, self.num_classes,
+                depth=values["depth"], filters=values["filters"],
+                filter_size=values["filter_size"], stride=values["stride"],
+                padding=values["padding"], pooling=values["pooling"],
+                convs_per_block=self.space.convs_per_block,
+                normalization=values["normalization"],
+                batch_size=self.batch_size * replicas, num_replicas=replicas,
+                dropout=values["dropout"], dense_units=self.dense_units,
+                normalizer=normalizer,
+                augmentation=(self.augmentation() if self.augmentation
+                              else None),
+                name=self.model_name, verbose=False,
+            )
         for layer in model.layers:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = self.batchnorm_momentum
-        model.compile(
-            optimizer=keras.optimizers.Adam(
+        return compile_classifier(
+            model, keras.optimizers.Adam(
                 learning_rate=self.learning_rate(values["learning_rate"])),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-        return model
+            jit_compile=self.jit_compile,
+            steps_per_execution=self.steps_per_execution)
 
     def learning_rate(self, learning_rate):
         """The optimizer's learning rate (or CLR schedule) for a drawn value."""

@@ -10,6 +10,12 @@ import warnings
 import numpy as np
 
 from kerascnn import _validation
+from kerascnn.core import data as core_data
+from kerascnn.core import distribute
+from kerascnn.core import trainer
+from kerascnn.core.results import SearchResult
+from kerascnn.core.settings import CLASS_WEIGHT_METHODS
+from kerascnn.core.settings import DataSettings
 from kerascnn.tuning import tuners as tuners_module
 from kerascnn.tuning.hypermodel import CNNHyperModel, SCHEDULES
 from kerascnn.tuning.space import SearchSpace
@@ -19,93 +25,14 @@ OBJECTIVES = ("val_accuracy", "val_loss", "accuracy", "loss")
 
 DISTRIBUTED_ROLES = ("chief", "worker")
 
+#: File in the project folder naming the data and settings of the search.
+PROJECT_FILE = "kerascnn_project.json"
+
 #: Metrics copied from every trial into the trials table.
 _TABLE_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss", "replicas",
                   "global_batch_size")
 _HP_COLUMNS = ("depth", "filter_size", "stride", "padding", "pooling",
                "filters", "normalization", "dropout", "learning_rate")
-
-
-class SearchResult:
-    """What `search` found.
-
-    Attributes:
-        best_hyperparameters: Dict of `build_cnn` arguments plus
-            `learning_rate` of the best trial (`None` on a worker).
-        best_values: The raw KerasTuner values of the best trial.
-        best_score: The best objective value.
-        best_trial_id: Its trial id.
-        best_epochs: Epochs the best trial needed (used for retraining).
-        best_model: The best model (retrained on train + validation when
-            `retrain=True`, else the best trial's best checkpoint); `None` on
-            a worker, or on a chief without access to the workers' files.
-        test_metrics: Dict from `best_model.evaluate` on the test split
-            (empty without a test split or a model).
-        trials: List of dicts, one per trial (the trials table).
-        files: Dict with the paths of `trials_csv`, `trials_json`,
-            `objective_png` and `best_json` (those written).
-        num_replicas: Replicas each trial trained on.
-        global_batch_size: Per-replica batch size times `num_replicas`.
-        space_report: The `SpaceReport` of the conv configurations: `total`,
-            `valid` and `excluded` (collapsing stacks, never drawn).
-        role: `"local"`, `"chief"` or `"worker"`.
-        ran_trials: Trial ids this process trained.
-        tuner: The KerasTuner tuner (for `results_summary()` and the like).
-        class_names: Class names of the data.
-        splits: The `kerascnn.data.Splits` the search used.
-    """
-
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
-
-    def to_dict(self):
-        """JSON-friendly summary (no model, no tuner)."""
-        return {
-            "role": self.role,
-            "best_trial_id": self.best_trial_id,
-            "best_score": self.best_score,
-            "best_hyperparameters": self.best_hyperparameters,
-            "best_epochs": self.best_epochs,
-            "test_metrics": self.test_metrics,
-            "num_replicas": self.num_replicas,
-            "global_batch_size": self.global_batch_size,
-            "conv_configurations": {
-                "total": self.space_report.total,
-                "valid": self.space_report.valid,
-                "excluded": self.space_report.excluded,
-            },
-            "ran_trials": self.ran_trials,
-            "num_trials": len(self.trials),
-            "files": self.files,
-        }
-
-    def summary(self):
-        """A few lines of text: best configuration, score and test metrics."""
-        lines = [
-            f"Conv configurations: {self.space_report.valid} valid of "
-            f"{self.space_report.total} ({self.space_report.excluded} collapse "
-            "or do not tile for this input and were never drawn)",
-            f"Replicas per trial: {self.num_replicas} (global batch "
-            f"{self.global_batch_size})",
-        ]
-        if self.best_hyperparameters is None:
-            lines.append(f"Trials run by this {self.role}: "
-                         + (", ".join(self.ran_trials) or "none"))
-            return "\n".join(lines)
-        completed = sum(t["status"] == "COMPLETED" for t in self.trials)
-        lines.append(f"Trials: {len(self.trials)} ({completed} completed)")
-        lines.append(f"Best trial {self.best_trial_id}: score "
-                     f"{self.best_score:.4f} after {self.best_epochs} epochs")
-        lines.append("Best configuration: " + ", ".join(
-            f"{k}={v!r}" for k, v in self.best_hyperparameters.items()))
-        if self.test_metrics:
-            lines.append("Test metrics: " + ", ".join(
-                f"{k}={v:.4f}" for k, v in self.test_metrics.items()))
-        return "\n".join(lines)
-
-    def __repr__(self):
-        return (f"SearchResult(role={self.role!r}, best_score="
-                f"{self.best_score!r}, trials={len(self.trials)})")
 
 
 def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
@@ -117,7 +44,10 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
            results_dir=None, callbacks=None, distributed=None,
            oracle_address="127.0.0.1:8000", tuner_id=None,
            executions_per_trial=1, hyperband_factor=3,
-           max_consecutive_failed_trials=3, verbose=1):
+           max_consecutive_failed_trials=3, verbose=1, *,
+           validation_data=None, test_data=None, image_size=None,
+           color_mode=None, on_error="raise", cache=None,
+           precision="float32", jit_compile="auto", steps_per_execution=1):
     """Tunes a `build_cnn` network on `data` with KerasTuner.
 
     What it adds over calling KerasTuner directly: the space is shaped so
@@ -132,9 +62,18 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
     CSV, JSON and a PNG of the objective by trial; KerasTuner's chief/worker
     mode is one argument.
 
+    The data streams (`kerascnn.core`, shared with `fit`): trials train on
+    `ImageSource.dataset` pipelines (a folder is never held in memory), the
+    normalizer statistics come from a bounded sample of the training split
+    and the class weights from its class counts. The project folder records
+    the data fingerprint and the search settings: rerunning in the same
+    project with other data or settings is refused before any trial
+    (`overwrite=True` or another `project_name` starts a new search).
+
     Args:
-        data: `"mnist5k"`, `"digits"`, a folder path, an `(images, labels)`
-            tuple (split with `kerascnn.data.split_dataset`) or a
+        data: Anything `kerascnn.data.sources.resolve_data` accepts
+            (`"mnist5k"`, `"digits"`, a class folder, `(images, labels)`, a
+            `tf.data.Dataset`, a `keras.utils.PyDataset`), or a
             `kerascnn.data.Splits` / 6-tuple `(x_train, y_train, x_val,
             y_val, x_test, y_test)` (the test arrays may be empty).
         tuner: One of `"hyperband"`, `"bayesian"`, `"random"`, `"grid"`.
@@ -150,9 +89,11 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
         objective: One of `OBJECTIVES`. Defaults to `"val_accuracy"`.
         patience: Integer >= 1, early-stopping patience in every trial.
             Defaults to `3`.
-        strategy: `"auto"` (`MirroredStrategy` over all visible GPUs, the
-            default strategy without GPUs), `None` (default strategy) or a
-            `tf.distribute.Strategy`. Defaults to `"auto"`.
+        strategy: `"auto"`, `None` or a `tf.distribute.Strategy`, with the
+            meanings of `kerascnn.core.distribute.resolve_strategy` (`"auto"`:
+            MirroredStrategy over this machine's GPUs when there are
+            several, so each KerasTuner worker uses its own GPUs). Defaults
+            to `"auto"`.
         class_weight: `None`, `"balanced"`, `"effective_number"` (computed
             on the training split by `kerascnn.data.class_weights`) or a
             dict. Defaults to `None`.
@@ -195,6 +136,21 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
         max_consecutive_failed_trials: Integer >= 1. Defaults to `3`.
         verbose: 0, 1 or 2, KerasTuner's and Keras' verbosity. Defaults to
             `1`.
+        validation_data: Optional explicit validation split (same kinds as
+            `data`). Defaults to `None`.
+        test_data: Optional explicit test split. Defaults to `None`.
+        image_size: `None` or `(height, width)` for a folder. Defaults to
+            `None`.
+        color_mode: `None`, `"rgb"`, `"grayscale"` or `"rgba"`. Defaults to
+            `None`.
+        on_error: `"raise"` or `"skip"` for unreadable files. Defaults to
+            `"raise"`.
+        cache: `None`, `"memory"` or a file path. Defaults to `None`.
+        precision: `"float32"`, `"mixed_float16"`, `"mixed_bfloat16"` or
+            `"auto"`: the dtype policy every trial's model is built under.
+            Defaults to `"float32"`.
+        jit_compile: `"auto"`, `True` or `False`. Defaults to `"auto"`.
+        steps_per_execution: Integer >= 1. Defaults to `1`.
 
     Returns:
         A `SearchResult`.
@@ -202,7 +158,8 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
     Raises:
         ArgumentError: for a bad argument, bad data, an empty search space,
             a depth that no filter size / stride / padding supports for the
-            input size, before any trial runs.
+            input size, or a project written for other data or settings,
+            before any trial runs.
     """
     # -- arguments (cheap checks first, nothing written) ---------------------
     tuner = _validation.check_option("tuner", tuner, tuners_module.TUNERS)
@@ -245,36 +202,63 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
     max_consecutive_failed_trials = _validation.check_positive_int(
         "max_consecutive_failed_trials", max_consecutive_failed_trials)
     verbose = _validation.check_int("verbose", verbose, 0, 2)
-    strategy = resolve_strategy(strategy)
-    num_replicas = (1 if strategy is None
-                    else int(strategy.num_replicas_in_sync))
+    jit_compile = distribute.check_jit_compile(jit_compile)
+    steps_per_execution = distribute.check_steps_per_execution(
+        steps_per_execution)
+    policy = distribute.resolve_precision(precision)
+    if class_weight is not None and not isinstance(class_weight, dict):
+        class_weight = _validation.check_option(
+            "class_weight", class_weight, CLASS_WEIGHT_METHODS)
+    data_settings = DataSettings(
+        validation_split=validation_split, test_split=test_split,
+        seed=42 if seed is None else seed, image_size=image_size,
+        color_mode=color_mode, on_error=on_error, cache=cache)
+    strategy = distribute.resolve_strategy(strategy)
 
     # -- data and space ------------------------------------------------------
-    splits, class_names = _resolve_data(data, validation_split, test_split,
-                                        seed)
-    x_train, y_train, x_val, y_val, x_test, y_test = splits
-    num_classes = max(len(class_names), int(max(y_train.max(), y_val.max(),
-                                                y_test.max(initial=0))) + 1)
-    global_batch = _validation.check_batch_size(
-        batch_size * num_replicas, len(x_train), name="batch_size")
-    class_weight = _resolve_class_weight(class_weight, y_train, num_classes)
+    resolved = core_data.resolve(data, data_settings,
+                                 validation_data=validation_data,
+                                 test_data=test_data)
+    plan = trainer.setup_strategy(strategy, batch_size,
+                                  resolved.train.num_samples)
+    num_replicas, global_batch = plan.replicas, plan.global_batch_size
+    num_classes = resolved.num_classes
+    if isinstance(class_weight, str):
+        class_weight = trainer.class_weight_for(class_weight, resolved.train,
+                                                num_classes)
     augmentation = _resolve_augmentation(augmentation, seed)
     if tuner == "grid" and space.learning_rate_step is None and isinstance(
             space.learning_rate, tuple):
         space = space.replace(learning_rate_step=math.sqrt(10.0))
+    input_shape = tuple(resolved.input_shape)
     hypermodel = CNNHyperModel(
-        x_train.shape[1:], num_classes, space=space, batch_size=batch_size,
-        normalizer=x_train if normalize else None, augmentation=augmentation,
-        schedule=schedule,
-        steps_per_epoch=math.ceil(len(x_train) / global_batch), epochs=epochs,
-        class_weight=class_weight, patience=patience, monitor=objective)
+        input_shape, num_classes, space=space, batch_size=batch_size,
+        normalizer=(trainer.normalizer_sample(resolved.train, seed or 0)
+                    if normalize else None),
+        augmentation=augmentation, schedule=schedule,
+        steps_per_epoch=resolved.train.steps(global_batch) or None,
+        epochs=epochs, class_weight=class_weight, patience=patience,
+        monitor=objective, precision=policy, jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution)
     if verbose:
         report = hypermodel.report
         print(f"kerascnn.tuning: {report.valid} of {report.total} conv "
-              f"configurations fit {x_train.shape[1]}x{x_train.shape[2]} "
+              f"configurations fit {input_shape[0]}x{input_shape[1]} "
               f"inputs; {report.excluded} collapse or do not tile and are "
-              f"never drawn. {num_replicas} replica(s), global batch "
-              f"{global_batch}.")
+              f"never drawn. {plan.description}.")
+    project_dir = os.path.join(directory, project_name)
+    project = {"data": resolved.fingerprint, "settings": {
+        "tuner": tuner, "objective": objective, "epochs": epochs,
+        "batch_size": batch_size, "hyperband_factor": hyperband_factor,
+        "schedule": schedule if isinstance(schedule, str) else None,
+        "normalize": normalize, "precision": policy,
+        "search_space": hypermodel.space.get_config()}}
+    if distributed != "worker":
+        _check_project(project_dir, project, overwrite)
+    train_ds = core_data.shard(resolved.train.dataset(
+        global_batch, shuffle=True, seed=seed))
+    val_ds = core_data.shard(resolved.validation.dataset(global_batch))
+    kt_strategy = strategy if _is_real_strategy(strategy) else None
 
     # -- search --------------------------------------------------------------
     role = distributed or "local"
@@ -285,16 +269,18 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
             keras.utils.set_random_seed(seed)
         kt_tuner = tuners_module.make_tuner(
             tuner, hypermodel, objective=objective, max_trials=max_trials,
-            epochs=epochs, seed=seed, strategy=strategy, directory=directory,
+            epochs=epochs, seed=seed, strategy=kt_strategy,
+            directory=directory,
             project_name=project_name,
             overwrite=overwrite and distributed != "worker",
             executions_per_trial=executions_per_trial,
             max_consecutive_failed_trials=max_consecutive_failed_trials,
             hyperband_factor=hyperband_factor)
-        kt_tuner.search(
-            x_train.astype("float32"), y_train,
-            validation_data=(x_val.astype("float32"), y_val),
-            epochs=epochs, callbacks=callbacks, verbose=verbose)
+        if distributed != "worker":
+            os.makedirs(project_dir, exist_ok=True)
+            _write_json(os.path.join(project_dir, PROJECT_FILE), project)
+        kt_tuner.search(train_ds, validation_data=val_ds, epochs=epochs,
+                        callbacks=callbacks, verbose=verbose)
         tuners_module.release_memory()
         results_dir = results_dir or os.path.join(directory, project_name)
         os.makedirs(results_dir, exist_ok=True)
@@ -302,8 +288,9 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
         common = dict(
             role=role, ran_trials=ran, tuner=kt_tuner,
             num_replicas=num_replicas, global_batch_size=global_batch,
-            space_report=hypermodel.report, class_names=class_names,
-            splits=splits)
+            space_report=hypermodel.report,
+            class_names=list(resolved.class_names), data=resolved,
+            fingerprint=resolved.fingerprint)
         if role == "worker":
             worker_id = kt_tuner.tuner_id
             path = os.path.join(results_dir, f"worker_{worker_id}.json")
@@ -326,15 +313,15 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
             test_metrics={}, trials=trials, files=files, **common)
     best = best[0]
     best_epochs = _trained_epochs(best)
-    best_model = _best_model(kt_tuner, best, hypermodel, strategy, retrain,
-                             best_epochs, splits, global_batch, class_weight,
-                             verbose)
+    best_model = _best_model(kt_tuner, best, hypermodel, kt_strategy,
+                             retrain, best_epochs, resolved, global_batch,
+                             class_weight, seed, verbose)
     test_metrics = {}
-    if best_model is not None and len(x_test):
-        test_metrics = {
-            k: float(v) for k, v in best_model.evaluate(
-                x_test.astype("float32"), y_test, batch_size=global_batch,
-                verbose=0, return_dict=True).items()}
+    if best_model is not None and resolved.test is not None:
+        evaluation = trainer.evaluate(best_model, resolved.test,
+                                      global_batch, resolved.class_names)
+        test_metrics = {k: evaluation.metrics[k]
+                        for k in ("loss", "accuracy")}
     best_hp = hypermodel.decode(best.hyperparameters)
     files["best_json"] = os.path.join(results_dir, "best.json")
     _write_json(files["best_json"], {
@@ -354,25 +341,40 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
 # -- helpers -------------------------------------------------------------------
 
 
-def resolve_strategy(strategy):
-    """`"auto"` -> `MirroredStrategy` over the GPUs, or `None` without GPUs.
-
-    An explicit `tf.distribute.Strategy` is returned unchanged, `None` stays
-    `None` (the default strategy).
-    """
+def _is_real_strategy(strategy):
+    """Whether `strategy` is more than TensorFlow's default strategy."""
     import tensorflow as tf
 
     if strategy is None:
-        return None
-    if isinstance(strategy, str) and strategy.lower() == "auto":
-        gpus = tf.config.list_logical_devices("GPU")
-        if gpus:
-            return tf.distribute.MirroredStrategy([g.name for g in gpus])
-        return None
-    if isinstance(strategy, tf.distribute.Strategy):
-        return strategy
-    _validation.fail("strategy", "'auto', None or a tf.distribute.Strategy",
-                     strategy)
+        return False
+    if tf.distribute.has_strategy():  # a strategy the caller entered
+        return True
+    return not isinstance(strategy, type(tf.distribute.get_strategy()))
+
+
+def _check_project(project_dir, project, overwrite):
+    """Refuses to resume a project written for other data or settings."""
+    path = os.path.join(project_dir, PROJECT_FILE)
+    if overwrite or not os.path.exists(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as handle:
+            stored = json.load(handle)
+    except (OSError, ValueError):
+        stored = {}
+    stored = json.loads(json.dumps(stored, default=_json_default))
+    current = json.loads(json.dumps(project, default=_json_default))
+    changed = [key for key in ("data",) if stored.get(key) != current[key]]
+    changed += [f"settings.{k}" for k in current["settings"]
+                if stored.get("settings", {}).get(k) != current["settings"][k]]
+    if changed:
+        raise _validation.ArgumentError(
+            f"Argument `project_name` must name a project of this search to "
+            f"resume it, but the project {project_dir!r} was written for "
+            f"other {', '.join(changed)}; pass overwrite=True (`--overwrite`) "
+            "to start it afresh or another project_name (`--project-name`); "
+            f"nothing was run. Received: project_name="
+            f"{os.path.basename(project_dir)!r}")
 
 
 def _check_path(name, value):
@@ -425,64 +427,6 @@ def _distributed_env(role, host, port, tuner_id):
                 os.environ[key] = value
 
 
-def _resolve_data(data, validation_split, test_split, seed):
-    from kerascnn import data as data_module
-    from kerascnn import datasets
-
-    if isinstance(data, tuple) and len(data) == 6:
-        x_train, y_train, x_val, y_val, x_test, y_test = data
-        x_train = _validation.check_images("x_train", x_train)
-        y_train = _validation.check_labels("y_train", y_train,
-                                           num_samples=len(x_train),
-                                           samples_name="x_train")
-        x_val = _validation.check_images("x_val", x_val)
-        y_val = np.asarray(y_val).astype(np.int64).reshape(-1)
-        if len(y_val) != len(x_val):
-            _validation.fail("data", "validation images and labels of the "
-                             "same length", f"{len(x_val)} images and "
-                             f"{len(y_val)} labels")
-        x_test = np.asarray(x_test)
-        y_test = np.asarray(y_test).astype(np.int64).reshape(-1)
-        if x_test.size:
-            x_test = _validation.check_images("x_test", x_test)
-        else:
-            x_test = np.zeros((0,) + x_train.shape[1:], x_train.dtype)
-            y_test = np.zeros((0,), np.int64)
-        for name, array in (("x_val", x_val), ("x_test", x_test)):
-            if array.shape[1:] != x_train.shape[1:]:
-                _validation.fail(name, f"images of shape {x_train.shape[1:]} "
-                                 "like x_train", f"array of shape "
-                                 f"{array.shape}")
-        num = int(max(y_train.max(), y_val.max(), y_test.max(initial=0))) + 1
-        splits = data_module.Splits(x_train, y_train, x_val, y_val, x_test,
-                                    y_test)
-        return splits, [str(i) for i in range(num)]
-    if isinstance(data, (str, os.PathLike)) or (
-            isinstance(data, tuple) and len(data) in (2, 3)):
-        images, labels, class_names = datasets.load(data)
-    else:
-        _validation.fail("data", "'mnist5k', 'digits', a folder path, an "
-                         "(images, labels) tuple or a Splits 6-tuple", data)
-    if not validation_split:
-        _validation.fail("validation_split", "a fraction in (0, 1): every "
-                         "trial needs validation data", validation_split)
-    splits = data_module.split_dataset(images, labels,
-                                       validation_split=validation_split,
-                                       test_split=test_split, seed=seed)
-    return splits, list(class_names)
-
-
-def _resolve_class_weight(class_weight, y_train, num_classes):
-    if class_weight is None or isinstance(class_weight, dict):
-        return class_weight
-    from kerascnn import data as data_module
-
-    method = _validation.check_option("class_weight", class_weight,
-                                      ("balanced", "effective_number"))
-    return data_module.class_weights(y_train, method=method,
-                                     num_classes=num_classes)
-
-
 def _resolve_augmentation(augmentation, seed):
     if augmentation is None or callable(augmentation):
         return augmentation
@@ -502,7 +446,7 @@ def _trained_epochs(trial):
 
 
 def _best_model(kt_tuner, best, hypermodel, strategy, retrain, best_epochs,
-                splits, global_batch, class_weight, verbose):
+                resolved, global_batch, class_weight, seed, verbose):
     import tensorflow as tf
 
     if retrain:
@@ -510,9 +454,9 @@ def _best_model(kt_tuner, best, hypermodel, strategy, retrain, best_epochs,
         scope = strategy.scope() if strategy else contextlib.nullcontext()
         with scope:
             model = hypermodel.build(best.hyperparameters.copy())
-        x = np.concatenate([splits.x_train, splits.x_val]).astype("float32")
-        y = np.concatenate([splits.y_train, splits.y_val])
-        model.fit(x, y, batch_size=global_batch, epochs=best_epochs,
+        both = resolved.train.dataset(global_batch, shuffle=True, seed=seed)
+        both = both.concatenate(resolved.validation.dataset(global_batch))
+        model.fit(core_data.shard(both), epochs=best_epochs,
                   class_weight=class_weight, verbose=verbose)
         return model
     try:
@@ -577,12 +521,12 @@ def write_trials(trials, results_dir, objective):
 
 def plot_objective(trials, path, objective):
     """Saves a PNG of the objective of every trial and the best so far."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib import figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+    # A Figure on its own Agg canvas: the global backend is left alone.
     fig = figure.Figure(figsize=(6, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     maximize = "accuracy" in objective
     xs, ys, best_so_far, best = [], [], [], None

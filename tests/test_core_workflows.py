@@ -1,0 +1,199 @@
+"""The shared core through the workflows: tuning on streamed data, the
+project fingerprint, the CLI's divergence and export rules (issue 12 cases
+6 and 8, `tune --export`), and the core's own pieces."""
+
+import json
+import os
+
+import matplotlib
+import numpy as np
+import pytest
+
+from kerascnn.core import callbacks as core_callbacks
+from kerascnn.core import settings as core_settings
+from kerascnn.core import trainer
+from kerascnn.tuning import search
+
+SPACE = {"depths": [1], "filter_sizes": [3], "strides": [1],
+         "paddings": ["same"], "filters": [4], "normalizations": ["none"],
+         "dropouts": [0.0], "learning_rate": 0.01}
+
+
+def _blobs(n=60, size=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    images = rng.integers(0, 40, size=(n, size, size, 1)).astype("uint8")
+    for i, label in enumerate(labels):
+        images[i, 2 * label:2 * label + 3, 1:4, 0] = 255
+    return images, labels
+
+
+def test_search_streams_a_three_class_folder(tmp_path):
+    from test_fit_streaming import write_folder
+
+    root = write_folder(str(tmp_path / "photos"))
+    result = search(root, tuner="random", space=SPACE, max_trials=1,
+                    epochs=1, batch_size=2, directory=tmp_path / "kt",
+                    validation_split=0.2, test_split=0.2, strategy=None,
+                    verbose=0)
+    assert result.class_names == ["c0", "c1", "c2"]
+    assert [t["status"] for t in result.trials] == ["COMPLETED"]
+    assert result.best_model.input_shape == (None, 16, 16, 3)
+    assert set(result.test_metrics) == {"loss", "accuracy"}
+    assert result.splits.x_test.shape == (6, 16, 16, 3)
+    assert result.fingerprint
+    stored = json.loads((tmp_path / "kt" / "random"
+                         / search_module().PROJECT_FILE).read_text())
+    assert stored["data"] == result.fingerprint
+
+
+def search_module():
+    import importlib
+
+    return importlib.import_module("kerascnn.tuning.search")
+
+
+def test_rerun_with_other_data_is_refused_before_any_trial(tmp_path):
+    # Issue 12, case 6: the old project's result must not be reported.
+    images, labels = _blobs(60)
+    first = search((images, labels), tuner="random", space=SPACE,
+                   max_trials=1, epochs=1, batch_size=4,
+                   directory=tmp_path / "kt", strategy=None, verbose=0)
+    assert first.best_score is not None
+    other = _blobs(60, seed=9)
+    with pytest.raises(ValueError, match=r"other data.*--overwrite.*"
+                       r"--project-name.*Received: project_name='random'"):
+        search(other, tuner="random", space=SPACE, max_trials=1, epochs=1,
+               batch_size=4, directory=tmp_path / "kt", strategy=None,
+               verbose=0)
+    with pytest.raises(ValueError, match=r"settings.epochs"):
+        search((images, labels), tuner="random", space=SPACE, max_trials=1,
+               epochs=2, batch_size=4, directory=tmp_path / "kt",
+               strategy=None, verbose=0)
+    # overwrite=True or another project name starts a new search.
+    fresh = search(other, tuner="random", space=SPACE, max_trials=1,
+                   epochs=1, batch_size=4, directory=tmp_path / "kt",
+                   strategy=None, overwrite=True, verbose=0)
+    assert fresh.fingerprint != first.fingerprint
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"precision": "fp16"}, "Received: precision='fp16'"),
+    ({"jit_compile": 1}, "Received: jit_compile=1"),
+    ({"steps_per_execution": -2}, "Received: steps_per_execution=-2"),
+])
+def test_search_rejects_accelerator_options_before_any_trial(tmp_path, kwargs,
+                                                             match):
+    with pytest.raises(ValueError, match=match):
+        search(_blobs(60), tuner="random", space=SPACE, max_trials=1,
+               epochs=1, directory=tmp_path / "kt", verbose=0, **kwargs)
+    assert not os.path.exists(tmp_path / "kt")
+
+
+def test_plot_objective_leaves_the_backend_alone(tmp_path):
+    backend = matplotlib.get_backend()
+    trials = [{"status": "COMPLETED", "score": 0.5},
+              {"status": "FAILED", "score": None}]
+    search_module().plot_objective(trials, tmp_path / "o.png",
+                                   "val_accuracy")
+    assert os.path.getsize(tmp_path / "o.png") > 0
+    assert matplotlib.get_backend() == backend
+
+
+# -- CLI: diverged runs and tune --export ----------------------------------------
+
+
+def test_cli_train_diverged_exits_1_and_does_not_export(tmp_path, capsys):
+    from kerascnn.cli import main
+
+    argv = ["train", "--data", "digits", "--depth", "1", "--filters", "4",
+            "--epochs", "1", "--batch-size", "64", "--learning-rate", "1e6",
+            "--schedule", "none",
+            "--no-early-stopping", "--verbose", "0", "--export", "d",
+            "--export-dir", str(tmp_path / "exports")]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "diverged" in lines[0]
+    assert "--export-diverged" in lines[0]
+    assert not os.path.exists(tmp_path / "exports" / "d")
+
+
+def test_cli_tune_refuses_an_existing_export_before_searching(tmp_path,
+                                                              capsys):
+    from kerascnn.cli import main
+    from kerascnn.export import safety
+
+    existing = tmp_path / "exports" / "best"
+    existing.mkdir(parents=True)
+    (existing / "metadata.json").write_text(json.dumps(
+        {safety.MARKER_KEY: safety.MARKER_VERSION}))
+    code = main(["tune", "--data", "digits", "--max-trials", "1",
+                 "--directory", str(tmp_path / "kt"), "--export", "best",
+                 "--export-dir", str(tmp_path / "exports"), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--overwrite-export" in err and len(err.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "kt")
+    assert os.listdir(existing) == ["metadata.json"]
+
+
+# -- core pieces -------------------------------------------------------------------
+
+
+def test_divergence_rules():
+    assert trainer.divergence({"loss": [1.0, 0.5]}, 10, 0.6) is None
+    assert "non-finite" in trainer.divergence(
+        {"loss": [1.0, float("nan")]}, 10)
+    assert "val_loss" in trainer.divergence(
+        {"loss": [1.0], "val_loss": [float("inf")]}, 10)
+    assert "exceeds" in trainer.divergence({"loss": [1e9]}, 10)
+    assert "test loss" in trainer.divergence({"loss": [1.0]}, 10, 2e21)
+
+
+def test_settings_are_checked_at_construction():
+    with pytest.raises(ValueError, match="Received: precision='half'"):
+        core_settings.TrainSettings(precision="half")
+    with pytest.raises(ValueError, match="Received: balance='smote'"):
+        core_settings.TrainSettings(balance="smote")
+    with pytest.raises(ValueError, match="Received: image_size=0"):
+        core_settings.DataSettings(image_size=0)
+    assert core_settings.DataSettings(image_size=16).image_size == (16, 16)
+    assert core_settings.TrainSettings(optimizer="ADAM").optimizer == "adam"
+    assert set(core_settings.PRECISIONS) == {
+        "float32", "mixed_float16", "mixed_bfloat16", "auto"}
+
+
+def test_cli_vocabularies_are_the_librarys():
+    import argparse
+
+    from kerascnn.cli import _common
+
+    parser = argparse.ArgumentParser()
+    _common.add_fit_arguments(parser)
+    _common.add_data_arguments(parser)
+    choices = {a.dest: a.choices for a in parser._actions}
+    assert list(choices["precision"]) == list(core_settings.PRECISIONS)
+    assert list(choices["balance"])[:-1] == list(
+        core_settings.BALANCE_OPTIONS)
+    assert list(choices["schedule"])[:-1] == list(core_settings.SCHEDULES)
+    args = parser.parse_args(["--image-size", "32x24", "--jit-compile",
+                              "false", "--on-error", "skip"])
+    assert _common.data_kwargs_from_args(args)["image_size"] == (32, 24)
+    assert _common.fit_kwargs_from_args(args)["jit_compile"] is False
+
+
+def test_backup_fingerprint_file(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    backup = str(tmp_path / "b")
+    core_callbacks.check_backup(backup, model, "data1")
+    os.makedirs(os.path.join(backup, core_callbacks.BACKUP_STATE))
+    core_callbacks.check_backup(backup, model, "data1")  # same run: resumes
+    with pytest.raises(ValueError, match="model differ"):
+        core_callbacks.check_backup(backup, other, "data1")
+    with pytest.raises(ValueError, match="data differ"):
+        core_callbacks.check_backup(backup, model, "data2")
