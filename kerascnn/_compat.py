@@ -1,4 +1,5 @@
-"""Every private Keras / KerasTuner / TensorFlow API kerascnn uses, in one place.
+"""Every private Keras / KerasTuner / TensorFlow API kerascnn uses, in one
+place.
 
 kerascnn is tested with the versions in `TESTED`. A few things it needs have
 no public API there (a functional model's node graph, an optimizer's
@@ -22,7 +23,7 @@ TESTED = {"keras": "3.15", "keras_tuner": "1.4", "tensorflow": "2.21"}
 
 
 class CompatibilityError(RuntimeError):
-    """A private API kerascnn relies on is missing from an installed package."""
+    """A private API kerascnn relies on is missing in an installed version."""
 
 
 def _version(package):
@@ -140,7 +141,7 @@ def keras_history(tensor):
     return getattr(tensor, "_keras_history", None)
 
 
-# -- Keras: optimizers ---------------------------------------------------------
+# -- Keras: optimizers --------------------------------------------------------
 
 
 def learning_rate_object(optimizer):
@@ -171,9 +172,10 @@ def variable_index(optimizer, variable):
              "kerascnn.transfer's per-layer learning rates)")
 
 
-# -- Keras: EarlyStopping state ------------------------------------------------
+# -- Keras: EarlyStopping state -----------------------------------------------
 
-#: Attributes of `keras.callbacks.EarlyStopping` that kerascnn's subclass reads.
+#: Attributes of `keras.callbacks.EarlyStopping` that kerascnn's subclass
+#: reads.
 EARLY_STOPPING_STATE = ("wait", "best", "best_weights", "stopped_epoch",
                         "monitor_op")
 
@@ -191,7 +193,7 @@ def check_early_stopping_state(callback):
     return callback
 
 
-# -- KerasTuner -----------------------------------------------------------------
+# -- KerasTuner ---------------------------------------------------------------
 
 
 def is_chief_oracle():
@@ -288,11 +290,11 @@ def chief_server_parts():
     return parts
 
 
-# -- TensorFlow / Keras: distribution ---------------------------------------------
+# -- TensorFlow / Keras: distribution -----------------------------------------
 
 
 def strategy_num_workers(strategy):
-    """Workers of a `tf.distribute` strategy (`extended._num_workers`), or None.
+    """Workers of a strategy (`strategy.extended._num_workers`), or None.
 
     None when the strategy does not say (the caller then counts the workers
     of `TF_CONFIG`).

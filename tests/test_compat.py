@@ -231,8 +231,8 @@ def test_chief_server_parts(monkeypatch):
 
 def test_tested_versions_match_setup():
     setup = (ROOT / "setup.py").read_text()
-    assert f'"keras-tuner>=1.4.8,<{_next_minor(_compat.TESTED["keras_tuner"])}"' \
-        in setup
+    cap = _next_minor(_compat.TESTED["keras_tuner"])
+    assert f'"keras-tuner>=1.4.8,<{cap}"' in setup
     import keras_tuner
     import tensorflow as tf
 

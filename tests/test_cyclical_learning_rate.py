@@ -107,7 +107,8 @@ def test_unregistered_scale_fn_is_returned_as_given(tmp_path):
     inputs = keras.Input((2,))
     model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
     model.compile(optimizer=keras.optimizers.SGD(schedule), loss="mse")
-    model.save(tmp_path / "m.keras")
+    with pytest.warns(UserWarning, match="lambda"):
+        model.save(tmp_path / "m.keras")
     with pytest.raises(ValueError, match="lambda"):
         keras.saving.load_model(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras", safe_mode=False)

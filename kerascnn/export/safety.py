@@ -59,7 +59,7 @@ class ExportFailedError(RuntimeError):
 
 
 def read_marker(path):
-    """The parsed `metadata.json` of `path` if it marks an export, else None."""
+    """The parsed `metadata.json` of `path` if it marks an export, or None."""
     metadata_path = os.path.join(path, "metadata.json")
     try:
         with open(metadata_path, encoding="utf-8") as handle:
@@ -69,7 +69,8 @@ def read_marker(path):
     if not isinstance(metadata, dict):
         return None
     marker = metadata.get(MARKER_KEY)
-    if isinstance(marker, int) and not isinstance(marker, bool) and marker >= 1:
+    if (isinstance(marker, int) and not isinstance(marker, bool)
+            and marker >= 1):
         return metadata
     if (metadata.get("format_version") == 1
             and metadata.get("files") == _LEGACY_FILES):
@@ -330,7 +331,8 @@ def save_fallback(model, name="model", directory=None):
                 path = os.path.join(folder, f"{stem}-{stamp}{suffix}.keras")
                 try:
                     # Reserve the name so that nothing existing is replaced.
-                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                    os.close(os.open(
+                        path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
                     break
                 except FileExistsError:
                     continue

@@ -637,7 +637,8 @@ def export_or_fallback(model, name, directory="saved_models", **kwargs):
     try:
         return export_model(model, name, directory=directory, **kwargs)
     except Exception as error:
-        first = directory if isinstance(directory, (str, os.PathLike)) else None
+        first = (directory if isinstance(directory, (str, os.PathLike))
+                 else None)
         fallback = safety.save_fallback(model, name=name, directory=first)
         where = (f"the trained model was saved to {fallback!r} "
                  "(load it with keras.saving.load_model, then export again)"
