@@ -6,26 +6,17 @@ import json
 import os
 
 import matplotlib
-import numpy as np
 import pytest
 
 from kerascnn.core import callbacks as core_callbacks
 from kerascnn.core import settings as core_settings
 from kerascnn.core import trainer
 from kerascnn.tuning import search
+from test_fit import _blobs
 
 SPACE = {"depths": [1], "filter_sizes": [3], "strides": [1],
          "paddings": ["same"], "filters": [4], "normalizations": ["none"],
          "dropouts": [0.0], "learning_rate": 0.01}
-
-
-def _blobs(n=60, size=8, classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % classes
-    images = rng.integers(0, 40, size=(n, size, size, 1)).astype("uint8")
-    for i, label in enumerate(labels):
-        images[i, 2 * label:2 * label + 3, 1:4, 0] = 255
-    return images, labels
 
 
 def test_search_streams_a_three_class_folder(tmp_path):
@@ -100,7 +91,7 @@ def test_plot_objective_leaves_the_backend_alone(tmp_path):
     assert matplotlib.get_backend() == backend
 
 
-# -- CLI: diverged runs and tune --export ----------------------------------------
+# -- CLI: diverged runs and tune --export -------------------------------------
 
 
 def test_cli_train_diverged_exits_1_and_does_not_export(tmp_path, capsys):
@@ -139,7 +130,7 @@ def test_cli_tune_refuses_an_existing_export_before_searching(tmp_path,
     assert os.listdir(existing) == ["metadata.json"]
 
 
-# -- core pieces -------------------------------------------------------------------
+# -- core pieces --------------------------------------------------------------
 
 
 def test_divergence_rules():

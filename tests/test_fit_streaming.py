@@ -2,7 +2,6 @@
 imbalance rules on streams, precision / XLA options, and the issue-12
 training cases (diverged runs, a backup of another model)."""
 
-import functools
 import os
 
 import keras
@@ -12,19 +11,10 @@ import tensorflow as tf
 from PIL import Image
 
 from kerascnn.training import fit
+from test_fit import _Recorder, _blobs, guard  # noqa: F401 (a fixture)
 
 TINY = {"depth": 1, "filters": 4, "convs_per_block": 1, "dense_units": 8,
         "head": "flatten", "dropout": 0.0}
-
-
-def _blobs(n=60, size=8, classes=3, seed=0):
-    """Images whose class is the position of a bright square: learnable."""
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % classes
-    images = rng.integers(0, 40, size=(n, size, size, 1)).astype("uint8")
-    for i, label in enumerate(labels):
-        images[i, 2 * label:2 * label + 3, 1:4, 0] = 255
-    return images, labels
 
 
 def write_folder(root, per_class=(10, 10, 10), size=16):
@@ -40,15 +30,6 @@ def write_folder(root, per_class=(10, 10, 10), size=16):
     return root
 
 
-class _Recorder(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def on_train_begin(self, logs=None):
-        self.calls.append("train_begin")
-
-
 class _BatchCounter(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
@@ -56,27 +37,6 @@ class _BatchCounter(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.count += 1
-
-
-@pytest.fixture
-def guard(monkeypatch):
-    """Fails the test if a model is built; records any training."""
-    from kerascnn import models
-
-    built = []
-    original = models.build_cnn
-
-    @functools.wraps(original)
-    def spy(*args, **kwargs):
-        model = original(*args, **kwargs)
-        built.append(model)
-        return model
-
-    monkeypatch.setattr(models, "build_cnn", spy)
-    recorder = _Recorder()
-    yield built, recorder
-    assert built == [], "a model was built before the error"
-    assert recorder.calls == [], "training started before the error"
 
 
 def test_fit_streams_a_three_class_folder(tmp_path):
@@ -191,7 +151,7 @@ def test_mixed_bfloat16_builds_under_the_policy():
         result.model.outputs[0].dtype in ("float32", "bfloat16")
 
 
-# -- issue 12, case 8: a diverged run --------------------------------------------
+# -- issue 12, case 8: a diverged run -----------------------------------------
 
 
 def test_exploding_learning_rate_is_reported_as_diverged():
@@ -211,7 +171,7 @@ def test_a_normal_run_is_not_diverged():
     assert not result.diverged and result.divergence is None
 
 
-# -- issue 12, case 13: a backup written by another model or data ----------------
+# -- issue 12, case 13: a backup written by another model or data -------------
 
 
 def test_backup_of_another_model_is_refused_before_training(tmp_path):

@@ -1,4 +1,4 @@
-"""The result objects of every workflow: dataclasses with one `summary()` style.
+"""The result objects of every workflow: dataclasses, one `summary()` style.
 
 `FitResult` (`kerascnn.training.fit`), `SearchResult`
 (`kerascnn.tuning.search`) and `TransferResult` (`kerascnn.transfer.fit`)

@@ -47,7 +47,7 @@ def say_for(verbose):
     return print if verbose else (lambda *args, **kwargs: None)
 
 
-# -- 1. strategy ----------------------------------------------------------------
+# -- 1. strategy --------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -85,7 +85,7 @@ def setup_strategy(value, batch_size, num_train=None, verbose=0):
     return StrategyPlan(strategy, replicas, global_batch, description)
 
 
-# -- 2. outputs -------------------------------------------------------------------
+# -- 2. outputs ---------------------------------------------------------------
 
 
 def check_writable(path, name):
@@ -112,7 +112,7 @@ def check_outputs(folders):
             check_writable(path, name)
 
 
-# -- 3. imbalance -----------------------------------------------------------------
+# -- 3. imbalance -------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -165,7 +165,7 @@ def plan_balance(source, num_classes, balance, verbose=0):
 
 
 def class_weight_for(method, source, num_classes):
-    """Class weights by `method` (`kerascnn.data.class_weights`) from counts."""
+    """Class weights by `method` (`kerascnn.data.class_weights`), counts."""
     from kerascnn import data as kdata
 
     counts = np.asarray(source.class_counts(num_classes), np.int64)
@@ -174,7 +174,7 @@ def class_weight_for(method, source, num_classes):
         num_classes=num_classes).items()}
 
 
-# -- 4. normalizer ----------------------------------------------------------------
+# -- 4. normalizer ------------------------------------------------------------
 
 
 #: Images of the training split the normalizer statistics are computed on.
@@ -193,7 +193,7 @@ def normalizer(source, seed=0):
     return kdata.normalization_layer(normalizer_sample(source, seed))
 
 
-# -- 5. compile -------------------------------------------------------------------
+# -- 5. compile ---------------------------------------------------------------
 
 
 def make_optimizer(optimizer, rate):
@@ -297,7 +297,7 @@ def compile_model(model, settings, steps_per_epoch, train_ds):
                        lr_finder, schedule_name)
 
 
-# -- 6. train ---------------------------------------------------------------------
+# -- 6. train -----------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -368,7 +368,7 @@ def train(model, pipes, settings, outputs, *, num_classes, class_weight=None,
         best_epoch=getattr(stopper, "best_epoch", None) if stopper else None)
 
 
-# -- 7. evaluate ------------------------------------------------------------------
+# -- 7. evaluate --------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -409,7 +409,7 @@ def evaluate(model, source, batch_size, class_names):
     return Evaluation(metrics, report, y_true, y_prob)
 
 
-# -- 8. divergence and plots ------------------------------------------------------
+# -- 8. divergence and plots --------------------------------------------------
 
 
 def divergence(history, num_classes, test_loss=None):
