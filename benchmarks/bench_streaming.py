@@ -304,10 +304,10 @@ def main(argv=None):
     rows = [[name, f"{run['wall_s']:.1f}",
              f"{run['peak_rss_bytes'] / 2 ** 20:.0f}"]
             for name, run in runs.items()]
-    print(_common.format_table(["run", "wall s", "peak RSS MiB"], rows,
-                               title="Streaming a folder ("
-                               + ("quick" if args.quick else "full")
-                               + " size)"))
+    print(_common.format_table(
+        ["run", "wall s", "peak RSS MiB"], rows,
+        title=f"Streaming a folder ({small} and {large} RGB PNGs of "
+              f"{config['image_size']}x{config['image_size']})"))
     for (name, value), target in zip(ratios.items(),
                                      (MEMORY_TARGET, TIME_TARGET)):
         print(f"{name}: {value:.3f} (target <= {target})")
