@@ -8,7 +8,10 @@ of the ratios each measured:
 - `bench_normalization`: kerascnn GroupNorm vs Keras GroupNorm vs
   BatchNorm, step-time ratios;
 - `bench_transfer_feature_cache` and `bench_tuning` (from the transfer and
-  tuning issues), when present.
+  tuning issues), when present;
+- `bench_gpu`: float32 / mixed precision / XLA, MirroredStrategy scaling
+  and memory on GPUs (says so and measures nothing without one);
+  `python -m benchmarks gpu` runs it alone.
 
 A benchmark's `main(argv)` either returns a dict with `"ratios"`
 (name -> float), or prints lines ``<something> ratio <...>: <value>``,
@@ -31,6 +34,7 @@ BENCHMARKS = (
     ("bench_normalization", True),
     ("bench_transfer_feature_cache", False),
     ("bench_tuning", False),
+    ("bench_gpu", True),
 )
 _RATIO_LINE = re.compile(
     r"^(?P<name>[^:\n]*ratio[^:\n]*):\s*(?P<bound>>=\s*|<=\s*)?"
@@ -89,7 +93,14 @@ def main(argv=None):
                                  default_seeds=3)
     parser.add_argument("--only", default=None,
                         help="comma-separated benchmark names (default all)")
+    parser.add_argument("short_names", nargs="*", metavar="NAME",
+                        help="benchmarks by short name, e.g. `gpu` for "
+                             "bench_gpu (same as --only)")
     args = _common.parse_args(parser, argv)
+    if args.short_names:
+        args.only = ",".join(filter(None, [args.only] + [
+            n if n.startswith("bench_") else f"bench_{n}"
+            for n in args.short_names]))
     names = [name for name, _ in BENCHMARKS]
     if args.only is not None:
         chosen = [n.strip() for n in args.only.split(",") if n.strip()]
