@@ -94,10 +94,16 @@ class HistoryJournal(keras.callbacks.Callback):
 
 
 def backup(backup_dir, write=True):
-    """`(journal, BackupAndRestore)` for `backup_dir`."""
+    """`(journal, BackupAndRestore)` for `backup_dir`.
+
+    The callback is `kerascnn.core.distribute.backup_and_restore`: Keras'
+    `BackupAndRestore`, written by the chief only in a multi-worker run.
+    """
+    from kerascnn.core import distribute
+
     journal = HistoryJournal(os.path.join(backup_dir, BACKUP_HISTORY),
                              write=write)
-    return journal, keras.callbacks.BackupAndRestore(
+    return journal, distribute.backup_and_restore(
         os.path.join(backup_dir, BACKUP_STATE))
 
 

@@ -142,12 +142,20 @@ def predict_source(model, source, batch_size):
     size = source.num_samples
     batch = batch_size if not size else max(1, min(batch_size, size))
     dataset = shard(source.dataset(batch, shuffle=False), "OFF")
-    if source.labels is not None:
+    predict_batch = model.predict_on_batch
+    from kerascnn.core import distribute
+
+    if distribute.num_workers() > 1:
+        # Multi-worker: Keras' predict gathers every worker's results (each
+        # row once per worker); each worker predicts all images itself.
+        step = tf.function(lambda x: model(x, training=False))
+        predict_batch = step
+    elif source.labels is not None:
         probs = model.predict(dataset.map(lambda x, y: x), verbose=0)
         return np.asarray(source.labels, np.int64), np.asarray(probs)
     labels, probs = [], []
     for x, y in dataset:
-        probs.append(np.asarray(model.predict_on_batch(x)))
+        probs.append(np.asarray(predict_batch(x)))
         labels.append(np.asarray(tf.reshape(y, [-1]), np.int64))
     if not labels:
         _validation.fail("test_data", "a non-empty dataset", "no batches")
