@@ -202,6 +202,8 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
     max_consecutive_failed_trials = _validation.check_positive_int(
         "max_consecutive_failed_trials", max_consecutive_failed_trials)
     verbose = _validation.check_int("verbose", verbose, 0, 2)
+    # First: a multi-worker strategy must exist before any TensorFlow op.
+    strategy = distribute.resolve_strategy(strategy)
     jit_compile = distribute.check_jit_compile(jit_compile)
     steps_per_execution = distribute.check_steps_per_execution(
         steps_per_execution)
@@ -213,7 +215,6 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
         validation_split=validation_split, test_split=test_split,
         seed=42 if seed is None else seed, image_size=image_size,
         color_mode=color_mode, on_error=on_error, cache=cache)
-    strategy = distribute.resolve_strategy(strategy)
 
     # -- data and space ------------------------------------------------------
     resolved = core_data.resolve(data, data_settings,
