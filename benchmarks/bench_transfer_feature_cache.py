@@ -63,6 +63,7 @@ def main(argv=None):
                         help="image size, a multiple of 32 (default 96)")
     args = parser.parse_args(argv)
     from kerascnn import transfer
+    from kerascnn.core.compile import compile_classifier
     from kerascnn.transfer import feature_cache
 
     epochs = args.epochs or (2 if args.quick else 30)  # fit's default
@@ -81,7 +82,7 @@ def main(argv=None):
     head = feature_cache.build_head(backbone.model.output.shape[-1], 5, 0.2)
     initial = head.get_weights()
     plain = transfer.assemble(backbone, head)
-    feature_cache.compile_classifier(plain, 1e-3, steps_per_execution=steps)
+    compile_classifier(plain, learning_rate=1e-3, steps_per_execution=steps)
     start = time.perf_counter()
     plain.fit(x_train, y_train, validation_data=(x_val, y_val),
               epochs=epochs, batch_size=batch_size, verbose=0)

@@ -8,6 +8,20 @@ import keras
 from kerascnn.cli import main
 
 
+def _folder(root, size=32, per_class=3):
+    """A tiny class folder of RGB PNGs (3 classes)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        os.makedirs(root / f"class{c}")
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return str(root)
+
+
 def _source_model(path):
     from kerascnn import datasets
 
@@ -66,4 +80,38 @@ def test_cli_input_below_minimum(tmp_path, capsys):
                  "--weights", "none", "--export-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "at least (32, 32)" in err
+    assert not os.path.exists(tmp_path / "transfer_model")
+
+
+def test_cli_test_split_zero_trains_and_exports_without_test(tmp_path,
+                                                             capsys):
+    source = str(tmp_path / "source.keras")
+    _source_model(source)
+    code = main(["transfer", "--data", "digits", "--backbone", source,
+                 "--test-split", "0", "--augment", "none",
+                 "--export", "no_test", "--export-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Test accuracy: not measured (--test-split 0)" in out
+    assert os.path.isdir(tmp_path / "no_test" / "saved_model")
+
+
+def test_cli_imagenet_without_network_is_one_clear_line(tmp_path, capsys,
+                                                       monkeypatch):
+    from keras.src.utils import file_utils
+
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com"
+                        "/x.h5: None -- [Errno -3] Temporary failure in name "
+                        "resolution")
+
+    monkeypatch.setattr(file_utils, "get_file", no_network)
+    folder = _folder(tmp_path / "photos")
+    code = main(["transfer", "--data", folder, "--backbone", "mobilenetv2",
+                 "--export-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "could not be downloaded" in err
+    assert "--weights FILE" in err and "--weights none" in err
+    assert "Traceback" not in err
     assert not os.path.exists(tmp_path / "transfer_model")

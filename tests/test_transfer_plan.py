@@ -81,18 +81,45 @@ def test_size_from_images_per_class(backbone):
     assert "threshold of 6" in small.reasons[0]
 
 
+def _score(cosine, distance):
+    return transfer.Similarity(cosine, distance, "bn2", "source sample",
+                               np.ones(3), np.ones(3))
+
+
 def test_similarity_thresholds_decide(backbone):
-    score = transfer.Similarity(0.97, 0.3, "bn2", "source sample",
-                                np.ones(3), np.ones(3))
+    score = _score(0.99, 0.2)
     y = np.repeat([0, 1], 4)
     assert transfer.recommend(backbone, labels=y,
                               similarity=score).similar
     assert not transfer.recommend(backbone, labels=y, similarity=score,
-                                  distance_threshold=0.2).similar
+                                  distance_threshold=0.1).similar
     assert not transfer.recommend(backbone, labels=y, similarity=score,
-                                  cosine_threshold=0.99).similar
-    assert "cosine similarity 0.970" in transfer.recommend(
+                                  cosine_threshold=0.995).similar
+    assert "cosine similarity 0.990" in transfer.recommend(
         backbone, labels=y, similarity=score).summary()
+
+
+@pytest.mark.parametrize("cosine, distance, similar", [
+    (0.975, 0.25, True),    # both exactly at the default thresholds
+    (0.9749, 0.25, False),  # cosine just under
+    (0.975, 0.2501, False),  # distance just over
+    (0.955, 0.19, False),   # rotated digits (calibration, docs/evidence.md)
+    (0.994, 0.14, True),    # digits 5-9 against a 0-4 source
+])
+def test_default_threshold_boundaries(backbone, cosine, distance, similar):
+    y = np.repeat([0, 1], 4)
+    plan = transfer.recommend(backbone, labels=y,
+                              similarity=_score(cosine, distance))
+    assert plan.similar is similar
+    assert plan.cell == ("similar" if similar else "dissimilar") + "-small"
+
+
+def test_size_threshold_boundary(backbone):
+    score = _score(0.99, 0.1)
+    assert transfer.recommend(backbone, labels=np.repeat([0, 1], 6),
+                              similarity=score, large_threshold=6).large
+    assert not transfer.recommend(backbone, labels=np.repeat([0, 1], 5),
+                                  similarity=score, large_threshold=6).large
 
 
 def test_gradual_unfreezing_and_discriminative_phases(backbone):
@@ -230,7 +257,13 @@ def test_fit_fine_tunes_with_gradual_and_discriminative(backbone, tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"epochs": 0}, "Received: epochs=0"),
-    ({"batch_size": 100}, "Received: batch_size=100"),
+    ({"batch_size": 0}, "Received: batch_size=0"),
+    ({"augment": "flip"}, "Received: augment='flip'"),
+    ({"copies": -1}, "Received: copies=-1"),
+    ({"callbacks": "History"}, "Received: callbacks='History'"),
+    ({"precision": "float8"}, "Received: precision='float8'"),
+    ({"jit_compile": "yes"}, "Received: jit_compile='yes'"),
+    ({"steps_per_execution": 0}, "Received: steps_per_execution=0"),
     ({"validation_split": 1.0}, "Received: validation_split=1.0"),
     ({"plan": "freeze"}, "Received: plan='freeze'"),
     ({"head_epochs": 0}, "Received: head_epochs=0"),

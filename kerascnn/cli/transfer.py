@@ -52,10 +52,14 @@ def register(subparsers):
                         choices=("rgb", "grayscale"),
                         help="colour mode of folder images")
     parser.add_argument("--test-split", type=float, default=0.1,
-                        help="fraction held out for the final test")
-    parser.add_argument("--validation-split", type=float, default=0.2,
-                        help="fraction of the rest for early stopping and "
-                             "probe selection")
+                        help="fraction held out for the final test (0: no "
+                             "test evaluation)")
+    parser.add_argument("--validation-split", type=float, default=None,
+                        help="fraction of the rest for early stopping of "
+                             "the fine-tuning plans (default: 0.2 for them; "
+                             "none for small targets, whose block and "
+                             "regularization are cross-validated on the "
+                             "training labels)")
     parser.add_argument("--epochs", type=_common.positive_int, default=30,
                         help="most epochs per fine-tuning phase")
     parser.add_argument("--head-epochs", type=_common.positive_int,
@@ -70,8 +74,24 @@ def register(subparsers):
     parser.add_argument("--large-threshold", type=_common.positive_int,
                         default=1000,
                         help="images per class from which the data is large")
-    parser.add_argument("--cosine-threshold", type=float, default=0.95)
-    parser.add_argument("--distance-threshold", type=float, default=0.5)
+    parser.add_argument("--cosine-threshold", type=float, default=0.975)
+    parser.add_argument("--distance-threshold", type=float, default=0.25)
+    parser.add_argument("--augment", default="auto",
+                        choices=_augment_options(),
+                        help="augmentation of the small-target head's "
+                             "features (auto: digits preset for grayscale, "
+                             "natural for RGB)")
+    parser.add_argument("--precision", default=None,
+                        choices=_precision_options(),
+                        help="dtype policy of the fine-tuning phases")
+    parser.add_argument("--jit-compile", default="auto",
+                        choices=("auto", "true", "false"),
+                        help="XLA compilation (Keras' jit_compile)")
+    parser.add_argument("--steps-per-execution", type=_common.positive_int,
+                        default=1, help="batches per compiled call")
+    parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2),
+                        help="Keras verbosity; 1 shows a progress bar on "
+                             "feature extraction")
     parser.add_argument("--head", default="auto",
                         choices=("auto", "dense", "svm", "logistic"))
     parser.add_argument("--lr-decay", type=float, default=None,
@@ -84,6 +104,18 @@ def register(subparsers):
     _common.add_export_arguments(parser, name_default="transfer_model")
     parser.set_defaults(func=run)
     return parser
+
+
+def _augment_options():
+    from kerascnn.transfer.fit import AUGMENT_OPTIONS
+
+    return AUGMENT_OPTIONS
+
+
+def _precision_options():
+    from kerascnn.core.distribute import PRECISION_OPTIONS
+
+    return PRECISION_OPTIONS
 
 
 def _load(source, args):
@@ -122,14 +154,18 @@ def run(args):
     for flag in ("data", "backbone"):
         if getattr(args, flag) is None:
             _validation.fail(flag, "given (or use --list)", None)
+    test_split = _validation.check_float("test_split", args.test_split, 0.0,
+                                         1.0, max_open=True)
+    if args.validation_split is not None:
+        _validation.check_float("validation_split", args.validation_split,
+                                0.0, 1.0, max_open=True)
     _common.check_export_target(args.export, args.export_dir, args.overwrite)
     images, labels, class_names = _load(args.data, args)
     source = None
     if args.source_data is not None:
         source = _load(args.source_data, args)[0]
-    splits = split_dataset(images, labels,
-                           validation_split=args.validation_split,
-                           test_split=args.test_split, seed=args.seed)
+    splits = split_dataset(images, labels, validation_split=0.0,
+                           test_split=test_split, seed=args.seed)
     backbone = _backbone(args, tuple(images.shape[1:]))
     for note in backbone.notes:
         print(f"Note: {note}")
@@ -144,30 +180,35 @@ def run(args):
         gradual_unfreeze_every=args.gradual_unfreeze_every)
     print(plan.summary())
     print()
+    jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     result = transfer.fit(
-        backbone, x_train, y_train,
-        validation_data=(splits.x_val, splits.y_val), plan=plan,
+        backbone, x_train, y_train, plan=plan,
+        validation_split=("auto" if args.validation_split is None
+                          else args.validation_split),
         epochs=args.epochs, head_epochs=args.head_epochs,
-        batch_size=min(args.batch_size, len(x_train)),
-        patience=args.patience, learning_rate=args.learning_rate,
-        seed=args.seed)
-    probabilities = result.model.predict(splits.x_test.astype("float32"),
-                                         verbose=0)
-    test_accuracy = float(np.mean(probabilities.argmax(-1) == splits.y_test))
-    if result.probe is not None:
-        print("Linear classifier validation accuracy by block: " + ", ".join(
-            f"{k}={v:.3f}" for k, v in result.probe.scores.items())
-            + f" -> {result.probe.best_block}")
-    print(f"Validation accuracy: {result.val_accuracy:.4f}")
-    print(f"Test accuracy: {test_accuracy:.4f}")
+        batch_size=args.batch_size, patience=args.patience,
+        learning_rate=args.learning_rate, augment=args.augment,
+        precision=args.precision, jit_compile=jit,
+        steps_per_execution=args.steps_per_execution, seed=args.seed,
+        verbose=args.verbose)
+    for line in result.summary_lines()[len(plan.summary().splitlines()):]:
+        print(line)
+    metadata = {"data": str(args.data), "backbone": backbone.name,
+                "cell": plan.cell, "strategy": plan.strategy}
+    if len(splits.y_test):
+        probabilities = result.model.predict(
+            splits.x_test.astype("float32"), verbose=0)
+        test_accuracy = float(np.mean(
+            probabilities.argmax(-1) == splits.y_test))
+        print(f"Test accuracy: {test_accuracy:.4f}")
+        metadata["test_accuracy"] = test_accuracy
+        sample = splits.x_test[:8]
+    else:
+        print("Test accuracy: not measured (--test-split 0)")
+        sample = x_train[:8]
     path = export_or_fallback(
         result.model, args.export, args.export_dir,
-        sample=splits.x_test[:8].astype("float32"), overwrite=args.overwrite,
-        metadata={"data": str(args.data), "backbone": backbone.name,
-                  "cell": plan.cell, "strategy": plan.strategy,
-                  "test_accuracy": test_accuracy},
-        class_names=list(class_names))
+        sample=sample.astype("float32"), overwrite=args.overwrite,
+        metadata=metadata, class_names=list(class_names))
     print(f"Exported to {path}")
     return 0
-
-

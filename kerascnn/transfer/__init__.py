@@ -10,7 +10,8 @@ is it small or large, similar or dissimilar to the source.
     dissimilar + large  fine-tune the whole backbone (or train from scratch)
 
 `recommend` picks the cell and explains it; `fit` runs the plan and returns
-one Keras model that takes raw pixels and saves / exports.
+one Keras model that takes raw pixels and saves / exports. `logme`, `leep`
+and `rank` score pretrained candidates for a target without training them.
 """
 
 from kerascnn.transfer.blocks import (Block, batchnorm_layers, find_blocks,
@@ -31,6 +32,7 @@ from kerascnn.transfer.plan import (CELLS, Phase, TransferPlan,
                                     block_lr_multipliers, recommend)
 from kerascnn.transfer.preprocessing import (PREPROCESSING_MODES,
                                              BackbonePreprocessing)
+from kerascnn.transfer.scores import Ranking, leep, logme, rank
 from kerascnn.transfer.registry import (BACKBONES, Backbone, BackboneSpec,
                                         get_backbone, get_spec,
                                         list_backbones)
@@ -52,6 +54,7 @@ __all__ = [
     "PREPROCESSING_MODES",
     "Phase",
     "Probe",
+    "Ranking",
     "Similarity",
     "TransferPlan",
     "TransferResult",
@@ -69,8 +72,11 @@ __all__ = [
     "freeze_backbone",
     "get_backbone",
     "get_spec",
+    "leep",
     "list_backbones",
+    "logme",
     "measure_similarity",
+    "rank",
     "recommend",
     "set_trainable_blocks",
     "trainable_blocks",

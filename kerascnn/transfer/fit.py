@@ -1,10 +1,16 @@
 """One call that applies the transfer table: `kerascnn.transfer.fit`."""
 
+import dataclasses
+
 import keras
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from kerascnn import _validation
+from kerascnn.core import distribute
+from kerascnn.core.callbacks import early_stopping
+from kerascnn.core.compile import compile_classifier
+from kerascnn.core.results import Result
+from kerascnn.data.sources import resolve_data
 from kerascnn.transfer import blocks as blocks_lib
 from kerascnn.transfer import discriminative
 from kerascnn.transfer import feature_cache
@@ -12,8 +18,17 @@ from kerascnn.transfer import linear_probe
 from kerascnn.transfer import plan as plan_lib
 from kerascnn.transfer import registry
 
+AUGMENT_OPTIONS = ("auto", "digits", "natural", "none")
+MAX_AUGMENTED_IMAGES = 1500
+"""`copies="auto"` keeps `n * (copies + 1)` at or under this."""
+AUTO_COPIES = 10
+"""Augmented copies per image for small targets with `copies="auto"`."""
+SMALL_MAX_IMAGES = 20000
+"""Small-target plans hold at most this many raw images in memory."""
 
-class TransferResult:
+
+@dataclasses.dataclass
+class TransferResult(Result):
     """What `fit` returns.
 
     Attributes:
@@ -22,41 +37,130 @@ class TransferResult:
         plan: The `TransferPlan` that was applied.
         backbone: The `Backbone` (its flags show what was left trainable).
         history: Dict phase name -> `History.history` dict.
-        val_accuracy: Accuracy of `model` on the validation data.
-        probe: The `Probe` of the linear-probe cell, else `None`.
+        val_accuracy: Accuracy of `model` on the validation data, or `None`
+            when no validation data was used.
+        cv_accuracy: Cross-validated accuracy on the training labels of the
+            chosen block and `C` (small targets without validation data),
+            else `None`.
+        probe: The `Probe` of the linear-classifier plans, else `None`.
+        augment: The augmentation preset used for the head's features
+            (`"none"` when none).
+        copies: Augmented copies per training image.
     """
 
-    def __init__(self, model, plan, backbone, history, val_accuracy,
-                 probe=None):
-        self.model, self.plan, self.backbone = model, plan, backbone
-        self.history, self.val_accuracy, self.probe = (history, val_accuracy,
-                                                       probe)
+    model: object
+    plan: object
+    backbone: object
+    history: dict
+    val_accuracy: object = None
+    cv_accuracy: object = None
+    probe: object = None
+    augment: str = "none"
+    copies: int = 0
 
-    def summary(self):
-        """The plan's summary and the validation accuracy."""
-        text = self.plan.summary()
+    def summary_lines(self):
+        lines = self.plan.summary().splitlines()
+        if self.copies:
+            lines.append(f"Head trained on the features of the images and "
+                         f"{self.copies} augmented copies of each "
+                         f"({self.augment!r} preset).")
         if self.probe is not None:
-            scores = ", ".join(f"{k}={v:.3f}"
-                               for k, v in self.probe.scores.items())
-            text += ("\nLinear classifier validation accuracy by block: "
-                     + scores)
-            text += f" -> {self.probe.best_block}"
-        return text + f"\nValidation accuracy: {self.val_accuracy:.4f}"
+            how = {"validation": "validation accuracy",
+                   "cross-validation": "cross-validated accuracy on the "
+                   "training labels", "given": "no choice to make"}[
+                       self.probe.selection]
+            if self.probe.selection != "given":
+                scores = ", ".join(f"{k}={v:.3f}"
+                                   for k, v in self.probe.scores.items())
+                lines.append(f"Linear classifier by block ({how}): {scores}"
+                             f" -> {self.probe.best_block}, C="
+                             f"{self.probe.C:g}")
+        if self.cv_accuracy is not None:
+            lines.append(f"Cross-validated accuracy: {self.cv_accuracy:.4f}")
+        if self.val_accuracy is not None:
+            lines.append(f"Validation accuracy: {self.val_accuracy:.4f}")
+        return lines
+
+    def to_dict(self):
+        return {"plan": self.plan.to_dict(), "history": self.history,
+                "val_accuracy": self.val_accuracy,
+                "cv_accuracy": self.cv_accuracy, "augment": self.augment,
+                "copies": self.copies,
+                "best_block": getattr(self.probe, "best_block", None)}
 
 
-def _split(x, y, validation_data, validation_split, seed):
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(
-                validation_data) != 2:
-            _validation.fail("validation_data", "a tuple (x_val, y_val)",
-                             validation_data)
-        x_val = _validation.check_images("validation_data", validation_data[0])
-        y_val = np.asarray(validation_data[1]).astype("int64").reshape(-1)
-        if len(y_val) != len(x_val):
-            _validation.fail("validation_data", "images and labels of equal "
-                             "length", f"{len(x_val)} images, {len(y_val)} "
-                             "labels")
-        return x, y, x_val, y_val
+def _is_stream_kind(x):
+    """A folder / dataset name, a `tf.data.Dataset`, a `PyDataset` or an
+    `ImageSource` (what `resolve_data` takes beyond arrays)."""
+    import os
+
+    if isinstance(x, (str, bytes, os.PathLike)):
+        return True
+    if hasattr(x, "dataset") and hasattr(x, "image_shape"):
+        return True
+    if isinstance(x, keras.utils.PyDataset):
+        return True
+    return feature_cache._is_dataset(x)
+
+
+def _resolve(x, y, validation_data, image_size, seed):
+    """Arrays stay arrays; every other kind goes through `resolve_data`."""
+    if not _is_stream_kind(x):
+        if y is None:
+            _validation.fail("y", "the labels of the images `x`", y)
+        x = _validation.check_images("x", x)
+        y = _validation.check_labels("y", y, num_samples=len(x))
+        source, num_classes = None, None
+    else:
+        if y is not None:
+            _validation.fail("y", "None when `x` is a folder, a dataset "
+                             "name or a stream (the labels come with it)", y)
+        if hasattr(x, "dataset") and hasattr(x, "image_shape"):
+            source = x  # an ImageSource (the CLI's splits)
+            labels = source.labels
+            if labels is None:
+                _validation.fail("x", "an ImageSource whose labels are known",
+                                 x)
+            num_classes = int(np.max(labels)) + 1
+        else:
+            resolved = resolve_data(x, validation_data=validation_data,
+                                    validation_split=0.0, test_split=0.0,
+                                    seed=seed, image_size=image_size,
+                                    name="x")
+            source, num_classes = resolved.train, resolved.num_classes
+            validation_data = resolved.validation
+        x = None
+    val_source = None
+    if validation_data is not None and not hasattr(validation_data,
+                                                   "dataset"):
+        if isinstance(validation_data, (tuple, list)) and len(
+                validation_data) == 2 and isinstance(
+                    validation_data[0], np.ndarray):
+            x_val = _validation.check_images("validation_data",
+                                             validation_data[0])
+            y_val = _validation.check_labels(
+                "validation_data", validation_data[1],
+                num_samples=len(x_val), samples_name="validation_data")
+            validation_data = (x_val, y_val)
+        else:
+            validation_data = resolve_data(
+                validation_data, validation_split=0.0, test_split=0.0,
+                seed=seed, image_size=image_size,
+                name="validation_data").train
+    if hasattr(validation_data, "dataset"):
+        val_source, validation_data = validation_data, None
+    return x, y, source, num_classes, validation_data, val_source
+
+
+def _small_arrays(source):
+    x, y = source.to_numpy(max_images=SMALL_MAX_IMAGES)
+    return np.asarray(x, "float32"), np.asarray(y, "int64")
+
+
+def _split(x, y, validation_split, seed):
+    """A stratified validation split (for the plans that need one)."""
+    from sklearn.model_selection import train_test_split
+
     validation_split = _validation.check_fraction("validation_split",
                                                   validation_split)
     counts = np.bincount(y)
@@ -74,47 +178,102 @@ def _split(x, y, validation_data, validation_split, seed):
     return x_train, y_train, x_val, y_val
 
 
-def fit(backbone, x, y, validation_data=None, validation_split=0.2,
+def _augmentation(augment, channels, seed):
+    from kerascnn.data.augmentation import augmentation
+
+    if augment == "none":
+        return "none", None
+    if augment == "auto":
+        # One channel: digits, characters, scans, medical slices: small
+        # shifts, rotations and zooms, never flips. Colour photographs:
+        # the "natural" preset (flips included).
+        augment = "digits" if channels == 1 else "natural"
+    return augment, augmentation(augment, seed=seed)
+
+
+def _copies(copies, n):
+    if copies == "auto":
+        return int(max(0, min(AUTO_COPIES, MAX_AUGMENTED_IMAGES // n - 1)))
+    return _validation.check_non_negative_int("copies", copies)
+
+
+def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         source_images=None, plan=None, weights="imagenet", epochs=30,
         batch_size=32, patience=5, learning_rate=1e-3, head_epochs=200,
-        head_patience=20, seed=0, verbose=0,
-        **recommend_kwargs):
+        head_patience=20, augment="auto", copies="auto", callbacks=None,
+        precision=None, jit_compile="auto", steps_per_execution=1,
+        image_size=None, seed=0, verbose=0, **recommend_kwargs):
     """Chooses the transfer plan for the data, runs it, returns the model.
 
-    Steps: check the data; split off validation data (stratified) unless
-    given; `recommend` the cell and plan (size from images per class,
-    similarity from mean features); run its phases: a head trained on
-    cached frozen features, the linear probe over stages, or fine-tuning of
-    the top blocks at a tenth of the head's learning rate (BatchNorm frozen,
-    optionally gradual unfreezing and discriminative learning rates), each
-    with early stopping on `val_loss`; return one Keras model that takes raw
-    pixels and saves / exports.
+    Steps: check the data; `recommend` the cell and plan from all the
+    labelled images (size from images per class, similarity from pooled
+    spatial features); run its phases. Small targets (the linear head, or
+    the linear probe over stages) spend no labels on a validation split:
+    the block and the regularization `C` are chosen by cross-validation on
+    the training labels, then the classifier is refitted on all of them,
+    on the features of the images and of augmented copies of each.
+    Fine-tuning plans (large targets) split off validation data for early
+    stopping (unless given), train a head on cached frozen features, then
+    fine-tune the top blocks at a tenth of the head's learning rate
+    (BatchNorm frozen, optionally gradual unfreezing and discriminative
+    learning rates). Returns one Keras model that takes raw pixels and
+    saves / exports.
 
-    What it adds to Keras: the decision of what to freeze, and the whole
+    What it adds to Keras: the decision of what to freeze, the choice of
+    block and regularization without a validation split, and the whole
     multi-phase fine-tuning recipe of the Keras guide in one call.
 
     Args:
         backbone: A `Backbone`, a registry name (built for the images'
             shape with `weights`) or a Keras model to transfer from.
-        x: Raw training images `(n, height, width, channels)`, 0-255.
-        y: Integer labels `0..num_classes-1`, at least two classes.
-        validation_data: Optional `(x_val, y_val)`.
-        validation_split: Fraction split off when `validation_data` is
-            `None`. Defaults to `0.2`.
+        x: Raw training images `(n, height, width, channels)`, 0-255; or a
+            class folder, a dataset name, a `tf.data.Dataset` of
+            `(image, label)` or a `keras.utils.PyDataset` (the kinds of
+            `kerascnn.data.resolve_data`; streamed, features cached batch
+            by batch).
+        y: Integer labels `0..num_classes-1` for arrays; `None` for the
+            other kinds.
+        validation_data: Optional `(x_val, y_val)` or the same kinds as
+            `x`. Small targets use it to choose the block and `C` instead
+            of cross-validation.
+        validation_split: Fraction split off for the fine-tuning plans when
+            `validation_data` is `None`, or `"auto"` (`0.2` for those plans;
+            none for the small-target plans, which cross-validate).
+            Defaults to `"auto"`.
         source_images: Optional raw source images for the similarity.
         plan: Optional `TransferPlan` to apply instead of recommending one.
         weights: Weights of a registry backbone: `"imagenet"`, `None` or a
             file. Defaults to `"imagenet"`.
         epochs: Most epochs per end-to-end phase. Defaults to `30`.
-        batch_size: Defaults to `32`.
+        batch_size: Defaults to `32` (capped at the training images).
         patience: Early-stopping patience (epochs). Defaults to `5`.
         learning_rate: The head's learning rate. Defaults to `1e-3`.
-        head_epochs: Most epochs of the head on cached features (cheap: no
-            backbone pass). Defaults to `200`.
+        head_epochs: Most epochs of the Dense head on cached features
+            (cheap: no backbone pass). Defaults to `200`.
         head_patience: Early-stopping patience of the head. Defaults to
             `20`.
-        seed: Seed of the validation split and the probe. Defaults to `0`.
-        verbose: Keras verbosity. Defaults to `0`.
+        augment: Augmentation of the small-target head's training features:
+            `"auto"` (`"digits"` for one-channel images: small shifts,
+            rotations and zooms, never flips; `"natural"` for RGB),
+            `"digits"`, `"natural"` or `"none"`. Defaults to `"auto"`.
+        copies: Augmented copies per training image, or `"auto"` (10, fewer
+            when that would exceed 1,500 feature rows, none above 750
+            images: the cross-validated logistic regression stays a matter
+            of seconds). Defaults to `"auto"`.
+        callbacks: Optional Keras callbacks for every Keras training phase
+            (the Dense head and fine-tuning).
+        precision: `None` (the global policy), `"float32"`,
+            `"mixed_float16"`, `"mixed_bfloat16"` or `"auto"`, for the
+            fine-tuning phases. Defaults to `None`.
+        jit_compile: `"auto"`, `True` or `False` (XLA). Defaults to
+            `"auto"`.
+        steps_per_execution: Batches per compiled call while fine-tuning.
+            Defaults to `1`.
+        image_size: Resize size for a folder `x`. Defaults to `None`.
+        seed: Seed of the split, the folds and the augmentation. Defaults
+            to `0`.
+        verbose: Keras verbosity; `1` also shows a progress bar on feature
+            extraction. Defaults to `0`.
         **recommend_kwargs: Passed to `recommend` (`large_threshold`,
             `cosine_threshold`, `distance_threshold`, `head`, `lr_decay`,
             `gradual_unfreeze_every`, `similar`, `large`, ...).
@@ -122,8 +281,6 @@ def fit(backbone, x, y, validation_data=None, validation_split=0.2,
     Returns:
         A `TransferResult`.
     """
-    x = _validation.check_images("x", x)
-    y = _validation.check_labels("y", y, num_samples=len(x))
     epochs = _validation.check_positive_int("epochs", epochs)
     batch_size = _validation.check_positive_int("batch_size", batch_size)
     patience = _validation.check_non_negative_int("patience", patience)
@@ -132,73 +289,191 @@ def fit(backbone, x, y, validation_data=None, validation_split=0.2,
                                                        head_patience)
     learning_rate = _validation.check_positive_float("learning_rate",
                                                      learning_rate)
+    if validation_split != "auto":
+        validation_split = _validation.check_fraction("validation_split",
+                                                      validation_split)
+    augment = _validation.check_option("augment", augment, AUGMENT_OPTIONS)
+    if copies != "auto":
+        copies = _validation.check_non_negative_int("copies", copies)
+    if callbacks is not None and not (isinstance(callbacks, (list, tuple))
+                                      and all(isinstance(
+                                          c, keras.callbacks.Callback)
+                                          for c in callbacks)):
+        _validation.fail("callbacks", "a list of keras.callbacks.Callback",
+                         callbacks)
+    callbacks = list(callbacks or [])
+    policy = distribute.resolve_precision(precision)
+    jit_compile = distribute.check_jit_compile(jit_compile)
+    steps_per_execution = distribute.check_steps_per_execution(
+        steps_per_execution)
+    verbose = _validation.check_int("verbose", verbose, 0, 2)
     if plan is not None and not isinstance(plan, plan_lib.TransferPlan):
         _validation.fail("plan", "a TransferPlan from recommend()", plan)
+    x, y, source, num_classes, validation_data, val_source = _resolve(
+        x, y, validation_data, image_size, seed)
+    input_shape = tuple(x.shape[1:]) if source is None else tuple(
+        source.image_shape)
     if isinstance(backbone, (str, keras.Model)):
-        backbone = registry.get_backbone(
-            backbone, input_shape=tuple(x.shape[1:]), weights=weights)
+        backbone = registry.get_backbone(backbone, input_shape=input_shape,
+                                         weights=weights)
     elif not isinstance(backbone, registry.Backbone):
         _validation.fail("backbone", "a Backbone, a registry name or a Keras "
                          "model", backbone)
-    if tuple(x.shape[1:]) != backbone.input_shape:
+    if input_shape != backbone.input_shape:
         shape = ", ".join(map(str, backbone.input_shape))
         _validation.fail("x", f"images of shape (n, {shape}) for backbone "
                          f"{backbone.name!r}",
-                         f"images of shape {x.shape}")
-    x_train, y_train, x_val, y_val = _split(x, y, validation_data,
-                                            validation_split, seed)
-    if tuple(x_val.shape[1:]) != backbone.input_shape:
+                         f"images of shape (n, {', '.join(map(str, input_shape))})")
+    if validation_data is not None and tuple(
+            validation_data[0].shape[1:]) != backbone.input_shape:
         _validation.fail("validation_data", "images of the training shape",
-                         f"images of shape {x_val.shape}")
-    batch_size = _validation.check_batch_size(batch_size, len(x_train))
+                         f"images of shape {validation_data[0].shape}")
     if plan is None:
+        if source is None:
+            plan_images, plan_labels = x, y
+        else:
+            plan_images = source.sample(512, seed=seed)
+            counts = source.class_counts(num_classes)
+            plan_labels = np.repeat(np.arange(len(counts)), counts)
         plan = plan_lib.recommend(
-            backbone, x_train, y_train, source_images=source_images,
+            backbone, plan_images, plan_labels, source_images=source_images,
             learning_rate=learning_rate, **recommend_kwargs)
-    x_train = x_train.astype("float32")
-    x_val = x_val.astype("float32")
-    history, probe = {}, None
+    small = plan.strategy in ("linear_probe", "linear_head") and (
+        plan.head != "dense")
+    history, probe, cv_accuracy, val_accuracy = {}, None, None, None
+    preset, count = "none", 0
     blocks_lib.freeze_backbone(backbone)
-    if plan.strategy == "linear_probe":
+    if small:
+        if source is not None:
+            x, y = _small_arrays(source)
+        if val_source is not None:
+            validation_data = _small_arrays(val_source)
+        preset, layer = _augmentation(augment, backbone.input_shape[-1],
+                                      seed)
+        count = _copies(copies, len(x)) if layer is not None else 0
+        x_val, y_val = (validation_data if validation_data is not None
+                        else (None, None))
+        keras.utils.set_random_seed(seed)
         probe = linear_probe.fit_linear_probe(
-            backbone, x_train, y_train, x_val, y_val,
-            blocks=plan.probe_blocks or None,
+            backbone, x, y, x_val, y_val,
+            blocks=(plan.probe_blocks or None)
+            if plan.strategy == "linear_probe" else [-1],
             classifier=plan.head if plan.head in linear_probe.CLASSIFIERS
-            else "svm", seed=seed)
+            else "svm", C="auto", seed=seed, scaling="global",
+            augment=layer, copies=count, batch_size=64, verbose=verbose)
         model = probe.model
-    elif plan.strategy == "linear_head" and plan.head != "dense":
-        # A converged, regularized linear classifier on the top features,
-        # no early stopping on a handful of validation images needed.
-        probe = linear_probe.fit_linear_probe(
-            backbone, x_train, y_train, x_val, y_val, blocks=[-1],
-            classifier=plan.head, seed=seed, scaling="global")
-        model = probe.model
+        if probe.selection == "cross-validation":
+            cv_accuracy = probe.scores[probe.best_block]
+        if x_val is not None:
+            val_accuracy = _accuracy(model, x_val, y_val)
+        if not count:
+            preset = "none"
     else:
-        cached = feature_cache.fit_cached_head(
-            backbone, x_train, y_train, (x_val, y_val), epochs=head_epochs,
-            batch_size=batch_size, learning_rate=plan.head_learning_rate,
-            patience=head_patience, verbose=verbose)
-        model = cached.model
-        history["head"] = cached.history
-        for phase in plan.phases:
-            if phase.cached:
-                continue
-            blocks_lib.set_trainable_blocks(backbone, phase.trainable_blocks)
-            optimizer = keras.optimizers.Adam(phase.learning_rate)
-            if plan.lr_decay is not None:
-                optimizer = discriminative.discriminative_optimizer(
-                    optimizer, plan_lib.block_lr_multipliers(
-                        backbone, phase.trainable_blocks, plan.lr_decay))
-            feature_cache.compile_classifier(model, optimizer=optimizer)
-            gradual = phase.name.startswith("unfreeze-")
-            callbacks = [] if gradual or not patience else [
-                feature_cache.early_stopping(patience)]
-            result = model.fit(
-                x_train, y_train, validation_data=(x_val, y_val),
-                epochs=plan.gradual_unfreeze_every if gradual else epochs,
-                batch_size=batch_size, callbacks=callbacks, verbose=verbose)
-            history[phase.name] = dict(result.history)
-        feature_cache.compile_classifier(model, plan.head_learning_rate)
-    probabilities = model.predict(x_val, batch_size=batch_size, verbose=0)
-    val_accuracy = float(np.mean(np.argmax(probabilities, -1) == y_val))
-    return TransferResult(model, plan, backbone, history, val_accuracy, probe)
+        model, history, val_accuracy = _fine_tune(
+            backbone, plan, x, y, source, validation_data, val_source,
+            validation_split, seed, epochs, batch_size, patience,
+            head_epochs, head_patience, callbacks, policy, jit_compile,
+            steps_per_execution, verbose)
+    return TransferResult(model=model, plan=plan, backbone=backbone,
+                          history=history, val_accuracy=val_accuracy,
+                          cv_accuracy=cv_accuracy, probe=probe,
+                          augment=preset, copies=count)
+
+
+def _accuracy(model, x, y, batch_size=256):
+    probabilities = model.predict(x, batch_size=batch_size, verbose=0)
+    return float(np.mean(np.argmax(probabilities, -1) == y))
+
+
+def _fine_tune(backbone, plan, x, y, source, validation_data, val_source,
+               validation_split, seed, epochs, batch_size, patience,
+               head_epochs, head_patience, callbacks, policy, jit_compile,
+               steps_per_execution, verbose):
+    """The Dense head on cached features, then fine-tuning phases."""
+    split = 0.2 if validation_split == "auto" else validation_split
+    if source is None:
+        if validation_data is None and val_source is None:
+            if split == 0:
+                _validation.fail("validation_split", "> 0 for a "
+                                 f"{plan.strategy} plan (early stopping), or "
+                                 "pass validation_data", validation_split)
+            x, y, x_val, y_val = _split(x, y, split, seed)
+            validation_data = (x_val, y_val)
+        train = _ArraySource(x, y)
+    else:
+        if validation_data is None and val_source is None:
+            _validation.fail("validation_data", "given for a stream (a "
+                             f"{plan.strategy} plan stops early on it)",
+                             None)
+        train = source
+    val = val_source if val_source is not None else _ArraySource(
+        *validation_data)
+    batch_size = min(batch_size, train.num_samples or batch_size)
+    history = {}
+    pooled = feature_cache.pooled_feature_model(backbone)
+    train_features, y_train = feature_cache.extract_features(
+        pooled, _stream(train), verbose=verbose, return_labels=True)
+    val_features, y_val = feature_cache.extract_features(
+        pooled, _stream(val), verbose=verbose, return_labels=True)
+    num_classes = int(max(y_train.max(), y_val.max())) + 1
+    head = feature_cache.build_head(train_features.shape[-1], num_classes)
+    compile_classifier(head, learning_rate=plan.head_learning_rate,
+                       jit_compile=jit_compile, steps_per_execution=max(
+                           1, -(-len(train_features) // batch_size)))
+    head_callbacks = list(callbacks)
+    if head_patience:
+        head_callbacks.append(early_stopping(head_patience))
+    result = head.fit(train_features, y_train,
+                      validation_data=(val_features, y_val),
+                      epochs=head_epochs, batch_size=batch_size,
+                      callbacks=head_callbacks, verbose=verbose)
+    history["head"] = dict(result.history)
+    with distribute.precision_scope(policy):
+        model = feature_cache.assemble(backbone, head)
+    train_ds = train.dataset(batch_size, shuffle=True, seed=seed)
+    val_ds = _stream(val, batch_size)
+    for phase in plan.phases:
+        if phase.cached:
+            continue
+        blocks_lib.set_trainable_blocks(backbone, phase.trainable_blocks)
+        optimizer = keras.optimizers.Adam(phase.learning_rate)
+        if plan.lr_decay is not None:
+            optimizer = discriminative.discriminative_optimizer(
+                optimizer, plan_lib.block_lr_multipliers(
+                    backbone, phase.trainable_blocks, plan.lr_decay))
+        compile_classifier(model, optimizer=optimizer,
+                           jit_compile=jit_compile,
+                           steps_per_execution=steps_per_execution)
+        gradual = phase.name.startswith("unfreeze-")
+        phase_callbacks = list(callbacks)
+        if not gradual and patience:
+            phase_callbacks.append(early_stopping(patience))
+        result = model.fit(
+            train_ds, validation_data=val_ds,
+            epochs=plan.gradual_unfreeze_every if gradual else epochs,
+            callbacks=phase_callbacks, verbose=verbose,
+            shuffle=False)  # the stream is shuffled already
+        history[phase.name] = dict(result.history)
+    compile_classifier(model, learning_rate=plan.head_learning_rate)
+    predictions, labels = feature_cache.extract_features(
+        model, _stream(val), return_labels=True)
+    val_accuracy = float(np.mean(predictions.argmax(-1) == labels))
+    return model, history, val_accuracy
+
+
+class _ArraySource:
+    """Arrays with the part of the `ImageSource` interface used here."""
+
+    def __init__(self, x, y):
+        self.x, self.y = np.asarray(x, "float32"), np.asarray(y, "int64")
+        self.num_samples = len(self.y)
+
+    def dataset(self, batch_size, shuffle=False, seed=None):
+        from kerascnn.data.pipeline import make_dataset
+
+        return make_dataset(self.x, self.y, batch_size=batch_size,
+                            shuffle=shuffle, seed=seed)
+
+
+def _stream(source, batch_size=64):
+    return source.dataset(min(batch_size, source.num_samples or batch_size))

@@ -1,19 +1,25 @@
 """Linear classifiers (scikit-learn) on the pooled features of several
-stages, turned back into a Keras Dense layer."""
+stages, chosen without spending labels, turned back into a Keras Dense
+layer."""
 
 import collections
+import warnings
 
 import keras
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from kerascnn import _validation
-from kerascnn.transfer.feature_cache import compile_classifier
+from kerascnn.core.compile import compile_classifier
+from kerascnn.transfer import feature_cache
 
 CLASSIFIERS = ("svm", "logistic")
 SCALINGS = ("standard", "global")
+C_GRID = (0.01, 0.1, 1.0, 10.0)
+"""The regularization strengths `C="auto"` chooses from."""
 
 
 class _GlobalScaler:
@@ -34,15 +40,21 @@ class _GlobalScaler:
     def transform(self, x):
         return (x - self.mean_) / self.scale_
 
+
 Probe = collections.namedtuple(
-    "Probe", ["model", "best_block", "scores", "estimator", "scaler"])
+    "Probe", ["model", "best_block", "scores", "estimator", "scaler", "C",
+              "selection"])
 Probe.__doc__ = """The result of `fit_linear_probe`.
 
 Fields:
     model: End-to-end Keras model, raw pixels -> softmax over classes.
-    best_block: Name of the block whose features won on validation.
-    scores: Dict block name -> validation accuracy.
+    best_block: Name of the block whose features won.
+    scores: Dict block name -> its accuracy (on validation data, or
+        cross-validated on the training labels), at its best `C`.
     estimator, scaler: The fitted scikit-learn objects of the best block.
+    C: The regularization strength used.
+    selection: `"validation"`, `"cross-validation"` or `"given"` (one block
+        and one `C`: nothing to choose).
 """
 
 
@@ -83,97 +95,207 @@ def dense_from_linear(estimator, scaler=None, num_classes=None,
     bias = np.full((num_classes,), -1e4)  # classes never seen in training
     kernel[:, classes] = coef.T
     bias[classes] = intercept
-    layer = keras.layers.Dense(num_classes, activation="softmax", name=name)
+    layer = keras.layers.Dense(num_classes, activation="softmax", name=name,
+                               dtype="float32")
     layer.build((None, coef.shape[1]))
     layer.set_weights([kernel.astype("float32"), bias.astype("float32")])
     return layer
 
 
-def _make_estimator(classifier, C, seed):
+class _Projected:
+    """A linear estimator fitted in the span of the training features.
+
+    With fewer rows than features, an L2-regularized linear model's weights
+    lie in the span of the training rows, so fitting on the rows' SVD
+    coordinates (`n` numbers per image instead of `d`) gives the same
+    classifier, much faster; `coef_` is mapped back to the `d` features.
+    """
+
+    def __init__(self, estimator, basis):
+        self.estimator, self.basis = estimator, basis
+
+    def fit(self, x, y):
+        self.estimator.fit(x @ self.basis, y)
+        self.coef_ = self.estimator.coef_ @ self.basis.T
+        self.intercept_ = self.estimator.intercept_
+        self.classes_ = self.estimator.classes_
+        return self
+
+    def predict(self, x):
+        return self.estimator.predict(x @ self.basis)
+
+
+def _make_estimator(classifier, C, seed, x=None):
     if classifier == "svm":
-        return LinearSVC(C=C, max_iter=5000, random_state=seed)
-    return LogisticRegression(C=C, max_iter=2000)
+        estimator = LinearSVC(C=C, max_iter=5000, random_state=seed)
+    else:
+        estimator = LogisticRegression(C=C, max_iter=1000)
+    if x is not None and x.shape[0] < x.shape[1]:
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        return _Projected(estimator, vt.T)
+    return estimator
 
 
-def fit_linear_probe(backbone, x_train, y_train, x_val, y_val, blocks=None,
-                     classifier="svm", C=1.0, batch_size=64, seed=0,
-                     scaling="standard"):
+def _fit(classifier, C, seed, x, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return _make_estimator(classifier, C, seed, x).fit(x, y)
+
+
+def _folds(y, num_folds, seed):
+    """Stratified fold index of each original image."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), int)
+    for c in np.unique(y):
+        members = rng.permutation(np.where(y == c)[0])
+        fold[members] = np.arange(len(members)) % num_folds
+    return fold
+
+
+def _cross_validate(classifier, C, seed, features, y, copies, num_folds):
+    """Accuracy on held-out original images, folds grouped by image.
+
+    `features` holds `copies + 1` stacked versions of the `n` images (copy
+    0 the originals); every version of a held-out image is left out of its
+    fold's training, and only the originals are scored.
+    """
+    n = len(y)
+    fold = _folds(y, num_folds, seed)
+    all_fold = np.tile(fold, copies + 1)
+    all_y = np.tile(y, copies + 1)
+    correct = 0
+    for k in range(num_folds):
+        train = all_fold != k
+        held = np.where(fold == k)[0]
+        estimator = _fit(classifier, C, seed, features[train], all_y[train])
+        correct += int(np.sum(estimator.predict(features[held]) == y[held]))
+    return correct / n
+
+
+def fit_linear_probe(backbone, x_train, y_train, x_val=None, y_val=None,
+                     blocks=None, classifier="svm", C=1.0, batch_size=64,
+                     seed=0, scaling="standard", augment=None, copies=0,
+                     num_folds=5, verbose=0):
     """Linear classifiers on several stages; the best one as a Keras model.
 
-    The table's advice for small data unlike the source: top features are
-    too specific, so train a linear SVM (or logistic regression) on pooled
-    features of lower stages and keep the stage that does best on
-    validation. All stages' features come from one forward pass.
+    The table's advice for small data: train a linear SVM (or logistic
+    regression) on pooled features of one or several stages and keep the
+    stage that does best. The choice of the stage (and of `C` when
+    `C="auto"`) is made on `x_val` when given, else by stratified k-fold
+    cross-validation on the training labels themselves, after which the
+    classifier is refitted on all of them: no label is spent on choosing.
+    All stages' features come from one forward pass (plus one per
+    augmented copy).
 
-    What it adds to Keras and scikit-learn: the stage search, and the
-    fitted scikit-learn classifier turned into a Dense layer, so the result
-    is one Keras model that saves and exports as a SavedModel.
+    What it adds to Keras and scikit-learn: the stage and regularization
+    search without a validation split, features of augmented copies with
+    folds grouped by image, and the fitted scikit-learn classifier turned
+    into a Dense layer, so the result is one Keras model that saves and
+    exports as a SavedModel.
 
     Args:
         backbone: A `Backbone` (used frozen).
-        x_train, y_train, x_val, y_val: Raw images and integer labels.
+        x_train, y_train: Raw training images and integer labels.
+        x_val, y_val: Optional raw validation images and labels. Defaults
+            to `None` (cross-validation).
         blocks: Block names or indices to try. Defaults to all.
         classifier: `"svm"` (`LinearSVC`) or `"logistic"`. Defaults to
             `"svm"`.
-        C: Inverse regularization strength, > 0. Defaults to `1.0`.
+        C: Inverse regularization strength > 0, or `"auto"` (chosen from
+            `C_GRID`). Defaults to `1.0`.
         batch_size: Forward-pass batch size. Defaults to `64`.
-        seed: Seed of `LinearSVC`. Defaults to `0`.
+        seed: Seed of `LinearSVC` and of the folds. Defaults to `0`.
         scaling: `"standard"` (`StandardScaler` per feature) or `"global"`
             (one scale for all features, better with very few images per
             class). Defaults to `"standard"`.
+        augment: Optional augmentation layer (see
+            `kerascnn.data.augmentation`) for `copies` augmented copies of
+            every training image, whose features are added to the training
+            set. Defaults to `None`.
+        copies: Number of augmented copies per image. Defaults to `0`.
+        num_folds: Folds of the cross-validation (at most the smallest
+            class count). Defaults to `5`.
+        verbose: `1` shows a progress bar on feature extraction.
 
     Returns:
         A `Probe`.
     """
     classifier = _validation.check_option("classifier", classifier,
                                           CLASSIFIERS)
-    C = _validation.check_positive_float("C", C)
+    if C != "auto":
+        C = _validation.check_positive_float("C", C)
     scaling = _validation.check_option("scaling", scaling, SCALINGS)
+    copies = _validation.check_non_negative_int("copies", copies)
+    num_folds = _validation.check_int("num_folds", num_folds, 2)
     if getattr(backbone, "blocks", None) is None:
         _validation.fail("backbone", "a kerascnn.transfer.Backbone", backbone)
     x_train = _validation.check_images("x_train", x_train)
     y_train = _validation.check_labels("y_train", y_train,
                                        num_samples=len(x_train),
                                        samples_name="x_train")
-    x_val = _validation.check_images("x_val", x_val)
-    y_val = _validation.check_labels("y_val", y_val, num_samples=len(x_val),
-                                     samples_name="x_val")
+    if (x_val is None) != (y_val is None):
+        _validation.fail("y_val", "given together with x_val", y_val)
+    if x_val is not None:
+        x_val = _validation.check_images("x_val", x_val)
+        y_val = _validation.check_labels("y_val", y_val,
+                                         num_samples=len(x_val),
+                                         samples_name="x_val")
     chosen = [backbone.block(k) for k in
               (range(len(backbone.blocks)) if blocks is None else blocks)]
+    grid = C_GRID if C == "auto" else (C,)
+    counts = np.bincount(y_train)
+    folds = int(min(num_folds, counts[counts > 0].min()))
+    nothing_to_choose = len(chosen) == 1 and len(grid) == 1
+    if x_val is None and folds < 2 and not nothing_to_choose:
+        _validation.fail("y_train", "at least 2 images per class to choose "
+                         "the block or C by cross-validation (or pass x_val "
+                         "and y_val, or one block and a number C)",
+                         f"class counts {counts.tolist()}")
     stage_model = backbone.stage_model([b.index for b in chosen])
     batch_size = _validation.check_positive_int("batch_size", batch_size)
-    train = _extract_all(stage_model, x_train.astype("float32"), batch_size)
-    val = _extract_all(stage_model, x_val.astype("float32"), batch_size)
-    num_classes = int(max(y_train.max(), y_val.max())) + 1
+    train = feature_cache.extract_features(
+        stage_model, x_train, batch_size, verbose=verbose, augment=augment,
+        copies=copies)
+    train = train if isinstance(train, list) else [train]
+    val = None
+    if x_val is not None:
+        val = feature_cache.extract_features(stage_model, x_val, batch_size)
+        val = val if isinstance(val, list) else [val]
+    num_classes = int(y_train.max()) + 1
+    if y_val is not None:
+        num_classes = max(num_classes, int(y_val.max()) + 1)
+    y_all = np.tile(y_train, copies + 1)
+    selection = ("given" if nothing_to_choose else
+                 "validation" if val is not None else "cross-validation")
     scores, fitted = {}, {}
     for i, block in enumerate(chosen):
         scaler = (StandardScaler() if scaling == "standard"
                   else _GlobalScaler()).fit(train[i])
-        estimator = _make_estimator(classifier, C, seed)
-        estimator.fit(scaler.transform(train[i]), y_train)
-        scores[block.name] = float(
-            np.mean(estimator.predict(scaler.transform(val[i])) == y_val))
-        fitted[block.name] = (block, estimator, scaler)
-    best = max(scores, key=lambda name: scores[name])  # first best wins
-    block, estimator, scaler = fitted[best]
+        features = scaler.transform(train[i])
+        best = (-1.0, None)
+        for value in grid:
+            if selection == "given":
+                score = float("nan")
+            elif selection == "validation":
+                estimator = _fit(classifier, value, seed, features, y_all)
+                score = float(np.mean(estimator.predict(
+                    scaler.transform(val[i])) == y_val))
+            else:
+                score = _cross_validate(classifier, value, seed, features,
+                                        y_train, copies, folds)
+            if score > best[0] or best[1] is None:
+                best = (score, value)
+        scores[block.name] = best[0]
+        fitted[block.name] = (block, scaler, best[1])
+    best_name = max(scores, key=lambda name: scores[name])  # first wins
+    block, scaler, best_c = fitted[best_name]
+    estimator = _fit(classifier, best_c, seed,
+                     scaler.transform(train[chosen.index(block)]), y_all)
     features = backbone.stage_model([block.index])
     dense = dense_from_linear(estimator, scaler, num_classes)
     inputs = keras.Input(backbone.input_shape, name="pixels")
     outputs = dense(features(inputs))
     model = compile_classifier(
         keras.Model(inputs, outputs, name="linear_probe_model"))
-    return Probe(model, best, scores, estimator, scaler)
-
-
-def _extract_all(model, images, batch_size):
-    """Per-output feature arrays of a model with one or several outputs."""
-    parts = None
-    for start in range(0, len(images), batch_size):
-        out = model(images[start:start + batch_size], training=False)
-        if not isinstance(out, (list, tuple)):
-            out = [out]
-        if parts is None:
-            parts = [[] for _ in out]
-        for part, o in zip(parts, out):
-            part.append(np.asarray(o))
-    return [np.concatenate(part, axis=0) for part in parts]
+    return Probe(model, best_name, scores, estimator, scaler, best_c,
+                 selection)

@@ -259,7 +259,7 @@ def get_backbone(name, input_shape=None, weights="imagenet", blocks=None,
             _validation.fail(
                 "input_shape", f"({fixed}, {fixed}, channels) for {spec.name} "
                 'with weights="imagenet"', tuple(input_shape))
-        base = constructor(weights="imagenet", **kwargs)
+        base = _with_imagenet_weights(constructor, spec.name, kwargs)
     else:
         base = constructor(weights=None, **kwargs)
         if weights is not None:
@@ -278,6 +278,38 @@ def get_backbone(name, input_shape=None, weights="imagenet", blocks=None,
         name="backbone_preprocessing")
     return Backbone(spec.name, base, preprocessing, (height, width, channels),
                     blocks_lib.find_blocks(base, blocks), spec, notes)
+
+
+def _is_download_failure(error):
+    import urllib.error
+
+    text = str(error)
+    return (isinstance(error, (urllib.error.URLError, ConnectionError,
+                               TimeoutError))
+            or "URL fetch failure" in text
+            or "Temporary failure in name resolution" in text)
+
+
+def _with_imagenet_weights(constructor, name, kwargs):
+    """The `keras.applications` model with ImageNet weights, or one line.
+
+    Keras downloads the weights on first use; without a network that ends
+    in a long "URL fetch failure" traceback. This says what failed and the
+    two ways on: a local weights file or random initialisation.
+    """
+    try:
+        return constructor(weights="imagenet", **kwargs)
+    except Exception as error:  # Keras raises a bare Exception here.
+        if not _is_download_failure(error):
+            raise
+        first = str(error).splitlines()[0][:200] if str(error) else ""
+        raise _validation.ArgumentError(
+            f"Argument `weights` must name weights that can be loaded: the "
+            f"ImageNet weights of {name} could not be downloaded (no "
+            f"network?). Pass a local weights file (weights=PATH, CLI "
+            f"--weights FILE) or random initialisation (weights=None, CLI "
+            f"--weights none). Received: weights='imagenet' ({first})"
+        ) from None
 
 
 _HEAD_TYPES = (keras.layers.Dense, keras.layers.Dropout,

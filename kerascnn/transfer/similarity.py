@@ -34,18 +34,40 @@ def _feature_tensor(base, layer_name):
     return layer.output
 
 
-def default_layer(backbone):
+def default_layer(backbone, source_images=False):
     """The layer `measure_similarity` compares by default.
 
-    The last BatchNormalization layer (its input features) when the backbone
-    has one, else the last layer of the backbone.
+    With a source sample (`source_images=True`): the last layer with a
+    spatial (4-D) output, whose features are averaged over positions
+    (pooled spatial features: the flattened top of a small CNN mixes
+    position and content, and read there digits 5-9 looked dissimilar to a
+    0-4 source; pooled, they are similar). Without one: the last
+    BatchNormalization layer (its input features), whose moving statistics
+    describe the source; else the last layer of the backbone.
     """
+    top_level = [layer for layer in backbone.base.layers
+                 if not isinstance(layer, keras.layers.InputLayer)]
+    if source_images:
+        spatial = [layer for layer in top_level
+                   if _rank(layer) == 4]
+        if spatial:
+            return spatial[-1].name
     batchnorms = blocks_lib.batchnorm_layers(backbone.base)
-    top_level = {layer.name for layer in backbone.base.layers}
-    batchnorms = [bn for bn in batchnorms if bn.name in top_level]
+    names = {layer.name for layer in top_level}
+    batchnorms = [bn for bn in batchnorms if bn.name in names]
     if batchnorms:
         return batchnorms[-1].name
     return backbone.base.layers[-1].name
+
+
+def _rank(layer):
+    try:
+        output = layer.output
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(output, (list, tuple)):
+        output = output[0]
+    return len(output.shape)
 
 
 def _moments(model, images, batch_size):
@@ -113,7 +135,7 @@ def measure_similarity(backbone, target_images, source_images=None,
                                        source_images)
     names = [l.name for l in backbone.base.layers]
     if layer is None:
-        layer = default_layer(backbone)
+        layer = default_layer(backbone, source_images is not None)
     elif layer not in names:
         _validation.fail("layer", f"the name of a layer of {backbone.name}",
                          layer)

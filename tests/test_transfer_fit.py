@@ -1,0 +1,138 @@
+"""`transfer.fit` on the data kinds of `resolve_data`, small targets with
+defaults, callbacks, and the no-download error of `get_backbone`."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kerascnn import transfer
+
+
+def _source(shape=(16, 16, 1), classes=3, seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape)
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+def _images(n_per_class=10, shape=(16, 16, 1), classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), n_per_class)
+    x = rng.uniform(0, 60, (len(y),) + shape).astype("float32")
+    for c in range(classes):
+        x[y == c, c * 5:c * 5 + 5] += 150  # a bright band per class
+    return x, y
+
+
+def test_small_target_with_defaults_spends_no_label_on_validation():
+    x, y = _images(10)  # 30 images: smaller than the default batch size
+    result = transfer.fit(_source(), x, y, source_images=x)
+    assert result.plan.cell == "similar-small"
+    assert result.val_accuracy is None
+    assert result.probe.selection == "cross-validation"
+    assert 0.0 <= result.cv_accuracy <= 1.0
+    assert result.copies == 10 and result.augment == "digits"
+    accuracy = np.mean(result.model.predict(x, verbose=0).argmax(-1) == y)
+    assert accuracy > 0.9
+    text = result.summary()
+    assert "Cross-validated accuracy" in text and "augmented copies" in text
+    assert result.to_dict()["copies"] == 10
+
+
+def test_small_target_uses_given_validation_data_to_choose():
+    x, y = _images(6)
+    x_val, y_val = _images(2, seed=1)
+    result = transfer.fit(_source(), x, y, validation_data=(x_val, y_val),
+                          source_images=x, augment="none")
+    assert result.probe.selection == "validation"
+    assert result.copies == 0
+    assert 0.0 <= result.val_accuracy <= 1.0
+
+
+def test_fine_tune_plan_runs_user_callbacks():
+    x, y = _images(6)
+    seen = []
+
+    class Count(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+
+    result = transfer.fit(_source(), x, y, similar=True, large=True,
+                          epochs=1, head_epochs=2, head_patience=0,
+                          callbacks=[Count()])
+    assert list(result.history) == ["head", "fine-tune"]
+    assert len(seen) == 3  # 2 head epochs + 1 fine-tuning epoch
+    assert 0.0 <= result.val_accuracy <= 1.0
+
+
+def test_class_folder_is_streamed_through_fit(tmp_path):
+    from PIL import Image
+
+    x, y = _images(4)
+    for i, (image, label) in enumerate(zip(x, y)):
+        folder = tmp_path / "data" / f"class{label}"
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(image[..., 0].astype("uint8")).save(
+            folder / f"{i}.png")
+    result = transfer.fit(_source(), str(tmp_path / "data"),
+                          source_images=x, augment="none")
+    assert result.plan.num_classes == 3
+    probabilities = result.model.predict(x, verbose=0)
+    assert probabilities.shape == (12, 3)
+
+
+def test_tf_data_stream_through_fit():
+    import tensorflow as tf
+
+    x, y = _images(4)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(5)
+    result = transfer.fit(_source(), dataset, source_images=x,
+                          augment="none")
+    assert result.plan.num_classes == 3
+    assert result.model.predict(x, verbose=0).shape == (12, 3)
+
+
+def test_stream_with_y_is_refused():
+    import tensorflow as tf
+
+    x, y = _images(2)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(2)
+    with pytest.raises(ValueError, match="Received: y="):
+        transfer.fit(_source(), dataset, y)
+
+
+def test_extract_features_progress_bar_and_copies(capsys):
+    from kerascnn.data.augmentation import augmentation
+
+    x, _ = _images(2)
+    model = transfer.get_backbone(_source()).model
+    features = transfer.extract_features(
+        model, x, batch_size=4, verbose=1, copies=2,
+        augment=augmentation("digits", seed=0))
+    assert features.shape[0] == 3 * len(x)
+    np.testing.assert_allclose(features[:len(x)],
+                               model.predict(x, verbose=0), rtol=1e-5,
+                               atol=1e-5)
+    assert "batch" in capsys.readouterr().out
+
+
+def test_imagenet_download_failure_is_one_clear_error(monkeypatch):
+    from keras.src.utils import file_utils
+
+    def no_network(*args, **kwargs):
+        raise Exception("URL fetch failure on https://example.invalid/w.h5: "
+                        "None -- [Errno -3] Temporary failure in name "
+                        "resolution")
+
+    monkeypatch.setattr(file_utils, "get_file", no_network)
+    with pytest.raises(ValueError, match="could not be downloaded") as error:
+        transfer.get_backbone("mobilenetv2", input_shape=(32, 32, 3))
+    assert "weights=None" in str(error.value)
+    assert "Received: weights='imagenet'" in str(error.value)
