@@ -175,6 +175,16 @@ def test_cli_vocabularies_are_the_librarys():
     assert _common.fit_kwargs_from_args(args)["jit_compile"] is False
 
 
+def test_vocabularies_match_their_builders():
+    from kerascnn.models import cnn
+    from kerascnn.training import _schedules
+    from kerascnn.tuning import tuners
+
+    assert core_settings.NORMALIZATIONS == tuple(cnn.NORMALIZATIONS)
+    assert core_settings.TUNERS == tuple(tuners.TUNERS)
+    assert core_settings.SCHEDULES == _schedules.SCHEDULES
+
+
 def test_backup_fingerprint_file(tmp_path):
     import keras
 

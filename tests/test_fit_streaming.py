@@ -54,6 +54,7 @@ def test_fit_streams_a_three_class_folder(tmp_path):
     assert x_test.shape == (6, 16, 16, 3) and sorted(np.bincount(y_test)) \
         == [2, 2, 2]
     assert os.path.isfile(result.plots["loss_curves"])
+    assert os.path.isfile(result.plots["top_losses"])
     assert result.fingerprint
 
 

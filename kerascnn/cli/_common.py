@@ -114,9 +114,10 @@ def add_model_arguments(parser):
     group.add_argument("--pooling", type=optional_choice, default="max2",
                        choices=["max2", "max3", "avg2", None],
                        help='pooling after each block ("none" for none)')
+    from kerascnn.core.settings import NORMALIZATIONS
+
     group.add_argument("--normalization", default="auto",
-                       choices=["auto", "batch", "sync_batch", "group",
-                                "layer", "instance", "none"],
+                       choices=list(NORMALIZATIONS),
                        help="normalization after each conv; auto = "
                             "GroupNorm below 16 images per replica, else "
                             "BatchNorm")

@@ -68,11 +68,15 @@ def augment_presets():
     return tuple(kdata.list_augmentation_presets())
 
 
+NORMALIZATIONS = ("auto", "batch", "sync_batch", "group", "layer",
+                  "instance", "none")
+"""`build_cnn(normalization=...)` names (`kerascnn.models.cnn.NORMALIZATIONS`;
+a test pins them equal), for the CLI and the search space."""
+
+
 def normalizations():
     """Normalization names of `kerascnn.models.build_cnn`."""
-    from kerascnn.models import cnn
-
-    return tuple(cnn.NORMALIZATIONS)
+    return NORMALIZATIONS
 
 
 def check_dir(name, value):

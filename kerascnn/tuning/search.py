@@ -254,6 +254,8 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
         "schedule": schedule if isinstance(schedule, str) else None,
         "normalize": normalize, "precision": policy,
         "search_space": hypermodel.space.get_config()}}
+    trainer.check_outputs({"directory": directory,
+                           "results_dir": results_dir})
     if distributed != "worker":
         _check_project(project_dir, project, overwrite)
     train_ds = core_data.shard(resolved.train.dataset(

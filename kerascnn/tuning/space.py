@@ -24,6 +24,7 @@ import math
 import numbers
 
 from kerascnn import _validation
+from kerascnn.core import settings
 
 #: Defaults, following the lecture: small odd filters (3x3 first), stride 1
 #: or 2, "same"/"valid" or an explicit zero padding of 1 or 2, a few blocks.
@@ -42,8 +43,7 @@ DEFAULT_SPACE = {
 }
 
 _POOLINGS = ("max2", "max3", "avg2", None)
-_NORMALIZATIONS = ("auto", "batch", "sync_batch", "group", "layer",
-                   "instance", "none")
+_NORMALIZATIONS = settings.NORMALIZATIONS
 
 ConvConfig = collections.namedtuple(
     "ConvConfig", ["filter_size", "stride", "padding", "pooling"])
