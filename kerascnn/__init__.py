@@ -10,12 +10,33 @@ Subpackages:
     transfer: keras.applications backbones and the transfer-learning table.
     tuning: KerasTuner search over filter size, stride, padding, depth, LR.
 
-Every subpackage that defines Keras objects is imported here, so that after a
-bare ``import kerascnn`` a saved model using them (``kerascnn>Name``) loads
-with ``keras.saving.load_model``. The command line is imported on first use.
+Every subpackage is imported on first use (PEP 562): ``import kerascnn``
+imports neither TensorFlow, Keras, KerasTuner nor scikit-learn, and
+``import kerascnn.layers`` imports Keras and the layers only.
+
+A bare ``import kerascnn`` is still enough to load a saved model that uses
+kerascnn objects (``kerascnn>Name`` in its config) with
+``keras.saving.load_model``: as soon as Keras is imported (now, or later by
+anyone), every kerascnn registered name is entered in Keras' global custom
+objects (`keras.saving.get_custom_objects()`) as a small stand-in whose
+`from_config` imports the module defining the class and builds the real
+object. Importing that module replaces the stand-in with the class itself.
+
+TensorFlow's C++ log lines (CUDA probing, CPU feature notes) are silenced by
+setting ``TF_CPP_MIN_LOG_LEVEL=2`` before TensorFlow can be imported, unless
+the variable is already set (``TF_CPP_MIN_LOG_LEVEL=0`` shows them again).
 """
 
 import importlib
+import importlib.abc
+import importlib.util
+import os
+import sys
+
+# Before anything can import TensorFlow (which reads it once, at import).
+# The user's own value, if any, is kept (and read by the CLI).
+_TF_LOG_LEVEL_FROM_USER = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
@@ -44,24 +65,123 @@ _SHORTCUTS = {
     "ArgumentError": "kerascnn._validation",
 }
 
+# Every Keras-serializable kerascnn object: registered name -> defining
+# module. tests/test_lazy_imports.py checks this against what the modules
+# actually register.
+SERIALIZABLES = {
+    "kerascnn>GroupNormalization": "kerascnn.layers.group_normalization",
+    "kerascnn>InvertedDropout": "kerascnn.layers.dropout",
+    "kerascnn>DropConnectDense": "kerascnn.layers.dropconnect",
+    "kerascnn>DropConnectConv2D": "kerascnn.layers.dropconnect",
+    "kerascnn>MaxNorm": "kerascnn.constraints.max_norm",
+    "kerascnn>CyclicalLearningRate": "kerascnn.schedules.cyclical_learning_rate",
+    "kerascnn>TriangularCyclicalLearningRate":
+        "kerascnn.schedules.cyclical_learning_rate",
+    "kerascnn>Triangular2CyclicalLearningRate":
+        "kerascnn.schedules.cyclical_learning_rate",
+    "kerascnn>ExponentialCyclicalLearningRate":
+        "kerascnn.schedules.cyclical_learning_rate",
+    "kerascnn>TrainingOnly": "kerascnn.models.cnn",
+    "kerascnn>Augmentation": "kerascnn.data.augmentation",
+    "kerascnn>BackbonePreprocessing": "kerascnn.transfer.preprocessing",
+    "kerascnn>DiscriminativeAdam": "kerascnn.transfer.discriminative",
+    "kerascnn>DiscriminativeAdamW": "kerascnn.transfer.discriminative",
+    "kerascnn>DiscriminativeSGD": "kerascnn.transfer.discriminative",
+    "kerascnn>DiscriminativeRMSprop": "kerascnn.transfer.discriminative",
+}
+
 __all__ = list(_SUBPACKAGES) + list(_SHORTCUTS) + ["__version__"]
 
-# Imported eagerly: these register serializable objects (layers, constraints,
-# schedules, the augmentation block, backbone preprocessing, optimizers) or are
-# needed by those that do.
-from kerascnn import _validation  # noqa: E402
-from kerascnn import layers  # noqa: E402
-from kerascnn import constraints  # noqa: E402
-from kerascnn import schedules  # noqa: E402
-from kerascnn import callbacks  # noqa: E402
-from kerascnn import utils  # noqa: E402
-from kerascnn import datasets  # noqa: E402
-from kerascnn import data  # noqa: E402
-from kerascnn import models  # noqa: E402
-from kerascnn import export  # noqa: E402
-from kerascnn import training  # noqa: E402
-from kerascnn import transfer  # noqa: E402
-from kerascnn import tuning  # noqa: E402
+
+class _LazySerializable:
+    """Stands in for a kerascnn class in Keras' custom objects until used.
+
+    Keras' deserializer only needs `from_config` from a registered entry;
+    this one imports the defining module (which registers the real class
+    over this entry) and delegates to the real class.
+    """
+
+    def __init__(self, registered_name, module):
+        self.registered_name = registered_name
+        self.module = module
+        self.__name__ = registered_name.split(">", 1)[1]
+
+    def resolve(self):
+        importlib.import_module(self.module)
+        import keras
+
+        cls = keras.saving.get_custom_objects().get(self.registered_name)
+        if cls is None or isinstance(cls, _LazySerializable):
+            raise ImportError(
+                f"{self.module} did not register {self.registered_name}")
+        return cls
+
+    def from_config(self, config, *args, **kwargs):
+        return self.resolve().from_config(config, *args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+    def __repr__(self):
+        return f"<lazy {self.registered_name} from {self.module}>"
+
+
+def _register_lazily():
+    """Enters every kerascnn registered name in Keras' custom objects."""
+    import keras
+
+    registry = keras.saving.get_custom_objects()
+    for registered_name, module in SERIALIZABLES.items():
+        registry.setdefault(registered_name,
+                            _LazySerializable(registered_name, module))
+
+
+class _RegisterAfterKerasImport(importlib.abc.MetaPathFinder):
+    """One-shot import hook: registers kerascnn's names once Keras loads."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "keras":
+            return None
+        _remove_hook()
+        spec = importlib.util.find_spec("keras")
+        if spec is not None and spec.loader is not None and hasattr(
+                spec.loader, "exec_module"):
+            spec.loader = _RegisteringLoader(spec.loader)
+        return spec
+
+
+class _RegisteringLoader(importlib.abc.Loader):
+    """Wraps Keras' own loader; registers after the module has executed."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        try:
+            _register_lazily()
+        except Exception:  # never break `import keras`
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+def _remove_hook():
+    sys.meta_path[:] = [finder for finder in sys.meta_path
+                        if not isinstance(finder, _RegisterAfterKerasImport)]
+
+
+if "keras" in sys.modules:
+    _register_lazily()
+elif not any(isinstance(finder, _RegisterAfterKerasImport)
+             for finder in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterKerasImport())
+
+from kerascnn import _validation  # noqa: E402  (light: NumPy only)
 
 
 def __getattr__(name):
