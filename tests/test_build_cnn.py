@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerascnn import constraints as kc_constraints
 from kerascnn import layers as kc_layers
 from kerascnn import models
 from kerascnn.models import NORMALIZATIONS, POOLINGS, build_cnn, cnn_output_shapes
@@ -162,7 +161,8 @@ def test_build_cnn_rejects_bad_arguments(kwargs, match):
 
 
 def test_default_structure_and_filters_doubling():
-    model = build_cnn((28, 28, 1), 10, depth=3, filters=4, batch_size=32)
+    model = build_cnn((28, 28, 1), 10, depth=3, filters=4, batch_size=32,
+                      head="gap")
     convs = _layers_of(model, keras.layers.Conv2D)
     assert [c.name for c in convs] == [
         f"block{b}_conv{c}" for b in (1, 2, 3) for c in (1, 2)]
@@ -177,8 +177,8 @@ def test_default_structure_and_filters_doubling():
         "head_pool", "head_dense", "head_dropout", "logits", "predictions"]
     assert isinstance(model.get_layer("head_pool"),
                       keras.layers.GlobalAveragePooling2D)
-    assert isinstance(model.get_layer("head_dropout"),
-                      kc_layers.InvertedDropout)
+    assert type(model.get_layer("head_dropout")) is keras.layers.Dropout
+    assert model.get_layer("head_dropout").rate == 0.5
     assert model.get_layer("head_dense").units == 128
     assert isinstance(model.get_layer("head_dense").kernel_initializer,
                       keras.initializers.HeNormal)
@@ -245,8 +245,7 @@ def test_flatten_head_no_dense_and_block_dropout():
     assert isinstance(model.get_layer("head_pool"), keras.layers.Flatten)
     names = [layer.name for layer in model.layers]
     assert "head_dense" not in names and "head_dropout" not in names
-    assert isinstance(model.get_layer("block1_dropout"),
-                      kc_layers.InvertedDropout)
+    assert type(model.get_layer("block1_dropout")) is keras.layers.Dropout
     # flatten of 4x4x2 -> logits: 32*3 + 3 weights
     assert model.get_layer("logits").count_params() == 32 * 3 + 3
 
@@ -268,9 +267,9 @@ def test_activation_sets_initializer():
     [
         ("batch", keras.layers.BatchNormalization, None),
         ("sync_batch", keras.layers.BatchNormalization, None),
-        ("group", kc_layers.GroupNormalization, 2),
-        ("layer", kc_layers.GroupNormalization, 1),
-        ("instance", kc_layers.GroupNormalization, -1),
+        ("group", keras.layers.GroupNormalization, 2),
+        ("layer", keras.layers.GroupNormalization, 1),
+        ("instance", keras.layers.GroupNormalization, 4),
     ],
 )
 def test_normalization_choice_gives_layer_class(normalization, cls, groups):
@@ -312,7 +311,7 @@ def test_auto_normalization_threshold(batch_size, num_replicas, expected,
     config = model.kerascnn_config
     assert config["normalization"] == "auto"
     assert config["normalization_resolved"] == expected
-    cls = (kc_layers.GroupNormalization if expected == "group"
+    cls = (keras.layers.GroupNormalization if expected == "group"
            else keras.layers.BatchNormalization)
     assert type(model.get_layer("block1_norm1")) is cls
     printed = capsys.readouterr().out.strip().splitlines()
@@ -373,8 +372,9 @@ def test_regularization_losses_and_max_norm():
         assert isinstance(reg, keras.regularizers.L1L2)
         assert reg.l1 == pytest.approx(1e-3) and reg.l2 == pytest.approx(1e-2)
         constraint = layer.kernel.constraint
-        assert isinstance(constraint, kc_constraints.MaxNorm)
-        assert constraint.max_value == 2.5 and constraint.axis == "auto"
+        assert type(constraint) is keras.constraints.MaxNorm
+        assert constraint.max_value == 2.5
+        assert constraint.axis == ([0, 1, 2] if "conv" in layer.name else 0)
     # One penalty per kernel, equal to the elastic-net formula.
     assert len(model.losses) == 4
     expected = sum(1e-3 * np.abs(k.kernel.numpy()).sum()
@@ -480,10 +480,10 @@ def test_keras_save_load_round_trip(tmp_path):
     model.save(path)
     reloaded = keras.saving.load_model(path)
     assert type(reloaded.get_layer("block1_norm1")) is \
-        kc_layers.GroupNormalization
+        keras.layers.GroupNormalization
     assert type(reloaded.get_layer("head_dense")) is kc_layers.DropConnectDense
     assert isinstance(reloaded.get_layer("block2_conv2").kernel.constraint,
-                      kc_constraints.MaxNorm)
+                      keras.constraints.MaxNorm)
     np.testing.assert_allclose(
         reloaded.predict(images, verbose=0), model.predict(images, verbose=0),
         atol=1e-6)

@@ -5,7 +5,7 @@ classifier" network of the lectures as a plain functional `keras.Model`:
 
     [augmentation] -> [normalizer] ->
     depth x ( convs_per_block x (conv -> norm -> activation) -> pool ) ->
-    global average pool -> dense -> dropout -> softmax
+    flatten (or global average pool) -> dense -> dropout -> softmax
 
 `cnn_output_shapes` walks the same stack with the lecture's output-volume
 formula `W2 = (W1 - F + 2P) / S + 1` before a single layer is built, so an
@@ -32,8 +32,14 @@ NORMALIZATIONS = (
 POOLINGS = ("max2", "max3", "avg2", None)
 """Values accepted by `build_cnn(pooling=...)` and `cnn_output_shapes`."""
 
-HEADS = ("gap", "flatten")
+HEADS = ("auto", "flatten", "gap")
 """Values accepted by `build_cnn(head=...)`."""
+
+# head="auto": flatten while the last feature map holds at most this many
+# values (7x7x64 = 3,136 for 28x28 digits, 8x8x64 = 4,096 for 32x32 images
+# at the default depth), global average pooling above it (the hidden dense
+# layer would need millions of weights).
+AUTO_FLATTEN_MAX = 8192
 
 # Pooling name -> (layer class name, window, stride). Keras pools with
 # padding="valid" and floors the output size.
@@ -310,15 +316,17 @@ def group_count(channels):
 
 
 def _norm_layer(kind, name, channels):
-    from kerascnn import layers as kerascnn_layers
-
+    """Keras' own layers only, so the model loads without kerascnn."""
     if kind == "batch":
         return keras.layers.BatchNormalization(name=name)
     if kind == "sync_batch":
         return keras.layers.BatchNormalization(synchronized=True, name=name)
+    # keras.layers.GroupNormalization computes what kerascnn's does (same
+    # epsilon 1e-3, per-group statistics over H, W and the group's channels;
+    # groups=channels is InstanceNorm, groups=1 LayerNorm over H, W, C).
     groups = {"group": group_count(channels), "layer": 1,
-              "instance": -1}[kind]
-    return kerascnn_layers.GroupNormalization(groups=groups, name=name)
+              "instance": channels}[kind]
+    return keras.layers.GroupNormalization(groups=groups, name=name)
 
 
 def _initializer(activation):
@@ -411,18 +419,18 @@ def _check_strategy(strategy, num_replicas):
 def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
               stride=1, padding="same", convs_per_block=2, pooling="max2",
               normalization="auto", batch_size=None, num_replicas=1,
-              dropout=0.25, dropconnect=0.0, max_norm=None, l1=0.0, l2=0.0,
+              dropout=0.5, dropconnect=0.0, max_norm=None, l1=0.0, l2=0.0,
               dense_units=128, normalizer=None, augmentation=None,
               activation="relu", name="kerascnn_cnn", strategy=None,
-              head="gap", block_dropout=0.0, verbose=True):
+              head="auto", block_dropout=0.0, verbose=True):
     """Builds a CNN classifier from the lectures' design advice.
 
     The network is `depth` conv blocks, each `convs_per_block` times
     conv -> normalization -> activation and then a pooling layer, with the
     filters doubling from block to block (`filters * 2**(block - 1)`: early
     layers compute few basic features, deeper ones combine many), followed by
-    a global-average-pool (or flatten) head, one hidden dense layer, inverted
-    dropout and a softmax. Convs and the hidden dense layer use He
+    a flatten (or, for large feature maps, global-average-pool) head, one
+    hidden dense layer, dropout and a softmax. Convs and the hidden dense layer use He
     initialisation for ReLU-like activations.
 
     What it adds over writing the `keras.Sequential` by hand: the conv stack
@@ -456,10 +464,11 @@ def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
             `"max2"`.
         normalization: One of `NORMALIZATIONS`: `"batch"`, `"sync_batch"`
             (`BatchNormalization(synchronized=True)` across replicas),
-            `"group"` (kerascnn `GroupNormalization` with
+            `"group"` (`keras.layers.GroupNormalization` with
             `group_count(filters)` groups: at most 32, at least 2 channels
             each),
-            `"layer"` (`groups=1`), `"instance"` (`groups=-1`), `"none"` or
+            `"layer"` (`groups=1`), `"instance"` (one group per channel),
+            `"none"` or
             `"auto"`: GroupNormalization when `batch_size / num_replicas`
             < 16, else BatchNormalization; the choice is printed (if
             `verbose`) and recorded in `model.kerascnn_config`. Defaults to
@@ -469,13 +478,15 @@ def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
             to `None`.
         num_replicas: Integer >= 1, replicas the batch is split over.
             Defaults to `1` (or `strategy.num_replicas_in_sync`).
-        dropout: Float in [0, 1), the rate of kerascnn `InvertedDropout`
-            after the hidden dense layer. Defaults to `0.25`.
+        dropout: Float in [0, 1), the rate of `keras.layers.Dropout` (inverted
+            dropout) after the hidden dense layer. Defaults to `0.5` (with
+            the flatten head; chosen by measurement, docs/training.md).
         dropconnect: Float in [0, 1). If > 0 the hidden dense layer is a
             kerascnn `DropConnectDense` with this rate (Wan et al. 2013).
             Defaults to `0.0`.
-        max_norm: `None` or a float > 0: kerascnn `MaxNorm(max_norm,
-            axis="auto")` on every conv and dense kernel. Defaults to `None`.
+        max_norm: `None` or a float > 0: `keras.constraints.MaxNorm` on
+            every conv kernel (per filter: `axis=[0, 1, 2]`) and dense kernel
+            (per unit: `axis=0`). Defaults to `None`.
         l1: Float >= 0, L1 kernel penalty of every conv and dense layer.
             Defaults to `0.0`.
         l2: Float >= 0, L2 kernel penalty (both > 0: elastic net). Defaults
@@ -496,10 +507,14 @@ def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
         strategy: `None` or a `tf.distribute.Strategy`: the model is built in
             its scope and its replica count used by `"auto"`. Defaults to
             `None`.
-        head: `"gap"` (global average pooling: few parameters, does not
-            depend on the input size) or `"flatten"` (the classic
-            flatten -> fully connected). Defaults to `"gap"`.
-        block_dropout: Float in [0, 1), `InvertedDropout` after each block's
+        head: `"flatten"` (the classic flatten -> fully connected: learns
+            fast on small images), `"gap"` (global average pooling: few
+            parameters, does not depend on the input size, but learns slowly
+            in short runs) or `"auto"`: `"flatten"` when the last feature map
+            holds at most `AUTO_FLATTEN_MAX` (8,192) values, else `"gap"`;
+            the choice is recorded as `head_resolved` in
+            `model.kerascnn_config`. Defaults to `"auto"`.
+        block_dropout: Float in [0, 1), `keras.layers.Dropout` after each block's
             pooling (0 adds none). Defaults to `0.0`.
         verbose: Boolean, print the `"auto"` normalization choice. Defaults
             to `True`.
@@ -561,13 +576,19 @@ def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
         normalization, batch_size, num_replicas)
     if verbose and normalization == "auto":
         print(f"kerascnn.build_cnn: {reason}")
+    last = shapes[list(shapes)[-1]]
+    head_resolved = head
+    if head == "auto":
+        head_resolved = ("flatten" if last[0] * last[1] * last[2]
+                         <= AUTO_FLATTEN_MAX else "gap")
 
     config = dict(structure, num_classes=num_classes,
                   normalization=normalization, batch_size=batch_size,
                   num_replicas=num_replicas, dropout=dropout,
                   dropconnect=dropconnect, max_norm=max_norm, l1=l1, l2=l2,
                   dense_units=dense_units, activation=activation, name=name,
-                  head=head, block_dropout=block_dropout,
+                  head=head, head_resolved=head_resolved,
+                  block_dropout=block_dropout,
                   normalizer=normalizer is not None,
                   augmentation=augmentation is not None,
                   normalization_resolved=resolved,
@@ -584,19 +605,19 @@ def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
 
 
 def _assemble(config, normalizer, augmentation):
-    from kerascnn import constraints as kerascnn_constraints
-    from kerascnn import layers as kerascnn_layers
-
     initializer = _initializer(config["activation"])
 
-    def kernel_kwargs():
+    def kernel_kwargs(conv=False):
         kwargs = {"kernel_initializer": initializer}
         if config["l1"] or config["l2"]:
             kwargs["kernel_regularizer"] = keras.regularizers.L1L2(
                 l1=config["l1"], l2=config["l2"])
         if config["max_norm"] is not None:
-            kwargs["kernel_constraint"] = kerascnn_constraints.MaxNorm(
-                config["max_norm"], axis="auto")
+            # Keras' MaxNorm with the per-unit axes: every input axis of the
+            # kernel, (0, 1, 2) for a (h, w, in, out) conv kernel (Keras'
+            # default axis=0 would bound each column of each filter).
+            kwargs["kernel_constraint"] = keras.constraints.MaxNorm(
+                config["max_norm"], axis=[0, 1, 2] if conv else 0)
         return kwargs
 
     normalized = config["normalization_resolved"] != "none"
@@ -621,7 +642,7 @@ def _assemble(config, normalizer, augmentation):
                 # redundant.
                 use_bias=not normalized,
                 name=f"block{block}_conv{conv}",
-                **kernel_kwargs(),
+                **kernel_kwargs(conv=True),
             )(x)
             if normalized:
                 x = _norm_layer(config["normalization_resolved"],
@@ -634,16 +655,18 @@ def _assemble(config, normalizer, augmentation):
                 pool_size=window, strides=pool_stride, padding="valid",
                 name=f"block{block}_pool")(x)
         if config["block_dropout"] > 0:
-            x = kerascnn_layers.InvertedDropout(
+            x = keras.layers.Dropout(
                 config["block_dropout"], name=f"block{block}_dropout")(x)
 
-    if config["head"] == "gap":
+    if config["head_resolved"] == "gap":
         x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
     else:
         x = keras.layers.Flatten(name="head_pool")(x)
     if config["dense_units"]:
         if config["dropconnect"] > 0:
-            x = kerascnn_layers.DropConnectDense(
+            from kerascnn.layers import DropConnectDense
+
+            x = DropConnectDense(
                 config["dense_units"], rate=config["dropconnect"],
                 activation=config["activation"], name="head_dense",
                 **kernel_kwargs())(x)
@@ -652,8 +675,9 @@ def _assemble(config, normalizer, augmentation):
                 config["dense_units"], activation=config["activation"],
                 name="head_dense", **kernel_kwargs())(x)
     if config["dropout"] > 0:
-        x = kerascnn_layers.InvertedDropout(
-            config["dropout"], name="head_dropout")(x)
+        # keras.layers.Dropout is inverted dropout (kept units scaled by
+        # 1 / (1 - rate) in training), as kerascnn's InvertedDropout.
+        x = keras.layers.Dropout(config["dropout"], name="head_dropout")(x)
     output_kwargs = kernel_kwargs()
     output_kwargs["kernel_initializer"] = "glorot_uniform"
     x = keras.layers.Dense(config["num_classes"], name="logits",
