@@ -31,15 +31,25 @@ def _run(callback, val_losses, train_losses=None, model=None):
     return model, epochs
 
 
-def test_is_a_keras_early_stopping_with_restore_default():
+def test_is_a_keras_early_stopping_with_keras_defaults():
+    # Same name as Keras' class, so the same defaults: no trap when both
+    # are imported (kerascnn's workflows pass restore_best_weights=True).
     stopper = EarlyStopping()
+    keras_stopper = keras.callbacks.EarlyStopping()
     assert isinstance(stopper, keras.callbacks.EarlyStopping)
-    assert stopper.restore_best_weights is True
+    for name in ("monitor", "patience", "min_delta", "verbose", "baseline",
+                 "restore_best_weights", "start_from_epoch"):
+        assert getattr(stopper, name) == getattr(keras_stopper, name), name
+    assert stopper.restore_best_weights is False
     assert stopper.stop_reason is None and stopper.best_epoch is None
 
 
+def _restoring(**kwargs):
+    return EarlyStopping(restore_best_weights=True, **kwargs)
+
+
 def test_patience_stop_restores_best_and_explains():
-    stopper = EarlyStopping(patience=2)
+    stopper = _restoring(patience=2)
     model, epochs = _run(stopper, [1.0, 0.5, 0.6, 0.7, 0.4, 0.3])
     assert epochs == 4  # epoch 1 best, epochs 2 and 3 worse: stop at 3.
     assert stopper.best_epoch == 1
@@ -50,13 +60,13 @@ def test_patience_stop_restores_best_and_explains():
 
 
 def test_min_delta_counts_small_gains_as_no_improvement():
-    stopper = EarlyStopping(patience=1, min_delta=0.1)
+    stopper = _restoring(patience=1, min_delta=0.1)
     _, epochs = _run(stopper, [1.0, 0.95, 0.93, 0.5])
     assert epochs == 2 and stopper.best_epoch == 0
 
 
 def test_completes_without_stopping():
-    stopper = EarlyStopping(patience=5)
+    stopper = _restoring(patience=5)
     model, epochs = _run(stopper, [3.0, 2.0, 1.0])
     assert epochs == 3
     assert stopper.stop_reason == "completed all epochs without stopping early"
@@ -66,7 +76,7 @@ def test_completes_without_stopping():
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
 def test_non_finite_monitored_value_stops_immediately(bad):
-    stopper = EarlyStopping(patience=10)
+    stopper = _restoring(patience=10)
     model, epochs = _run(stopper, [1.0, 0.8, bad, 0.1])
     assert epochs == 3
     assert stopper.stopped_epoch == 2
@@ -76,7 +86,7 @@ def test_non_finite_monitored_value_stops_immediately(bad):
 
 
 def test_non_finite_training_loss_stops_even_if_not_monitored():
-    stopper = EarlyStopping(patience=10)
+    stopper = _restoring(patience=10)
     _, epochs = _run(stopper, [1.0, 0.9, 0.8], train_losses=[1.0, math.nan, 1])
     assert epochs == 2 and "`loss` became nan" in stopper.stop_reason
 
@@ -84,7 +94,7 @@ def test_non_finite_training_loss_stops_even_if_not_monitored():
 def test_nan_batch_before_first_epoch_restores_initial_weights():
     model = _model()
     before = [w.copy() for w in model.get_weights()]
-    stopper = EarlyStopping()
+    stopper = _restoring()
     stopper.set_model(model)
     model.stop_training = False
     stopper.on_train_begin()
@@ -103,20 +113,20 @@ def test_nan_batch_before_first_epoch_restores_initial_weights():
 
 
 def test_divergence_threshold():
-    stopper = EarlyStopping(patience=10, divergence_threshold=2.0)
+    stopper = _restoring(patience=10, divergence_threshold=2.0)
     model, epochs = _run(stopper, [1.0, 0.4, 0.7, 0.81, 0.2])
     assert epochs == 4
     assert "diverged: 0.81 at epoch 4" in stopper.stop_reason
     assert "2.0 x the best 0.4 (epoch 2)" in stopper.stop_reason
     np.testing.assert_array_equal(model.get_weights()[0], 1.0)
     # Without the threshold the same curve keeps going.
-    stopper = EarlyStopping(patience=10)
+    stopper = _restoring(patience=10)
     _, epochs = _run(stopper, [1.0, 0.4, 0.7, 0.81, 0.2])
     assert epochs == 5
 
 
 def test_divergence_threshold_rejected_for_maximized_metric():
-    stopper = EarlyStopping(monitor="val_accuracy", mode="auto",
+    stopper = _restoring(monitor="val_accuracy", mode="auto",
                             divergence_threshold=2.0)
     model = _model()
     model.compile(optimizer="sgd", loss="mse", metrics=["accuracy"])
@@ -128,7 +138,7 @@ def test_divergence_threshold_rejected_for_maximized_metric():
 
 
 def test_state_is_reset_between_fits():
-    stopper = EarlyStopping(patience=0)
+    stopper = _restoring(patience=0)
     _run(stopper, [1.0, 2.0])
     assert stopper.best_epoch == 0
     _run(stopper, [5.0, 4.0, 3.0])
@@ -164,7 +174,7 @@ def test_real_fit_stops_and_restores_best():
     # A learning rate far too high: the loss explodes within a few epochs.
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1.5),
                   loss="mse")
-    stopper = EarlyStopping(monitor="loss", patience=3,
+    stopper = _restoring(monitor="loss", patience=3,
                             divergence_threshold=10.0)
     history = model.fit(x, y, batch_size=8, epochs=30, verbose=0,
                         callbacks=[stopper])

@@ -14,6 +14,16 @@ def test_all_is_pinned():
     assert kerascnn.constraints.__all__ == ["MaxNorm"]
 
 
+def test_defaults_are_keras_defaults():
+    # Same name as Keras' class, so the same defaults: no trap when both
+    # are imported; axis="auto" is what ours adds.
+    ours, theirs = MaxNorm(), keras.constraints.MaxNorm()
+    assert (ours.max_value, ours.axis) == (theirs.max_value, theirs.axis)
+    w = np.random.default_rng(0).normal(size=(3, 3, 2, 4)) * 5
+    np.testing.assert_allclose(np.asarray(ours(w)), np.asarray(theirs(w)),
+                               rtol=1e-6)
+
+
 def test_dense_kernel_columns_are_capped():
     w = np.array([[3.0, 0.6], [4.0, 0.8], [0.0, 0.0]], "float32")
     out = np.asarray(MaxNorm(2.0)(w))
@@ -26,7 +36,7 @@ def test_conv_kernel_whole_filters_are_capped():
     w = np.zeros((2, 2, 1, 2), "float32")
     w[..., 0] = 2.0  # filter 0: four weights of 2 -> norm 4
     w[0, 0, 0, 1] = 0.5  # filter 1: norm 0.5
-    out = np.asarray(MaxNorm(1.0)(w))
+    out = np.asarray(MaxNorm(1.0, axis="auto")(w))
     np.testing.assert_allclose(out[..., 0], 0.5, rtol=1e-6)
     np.testing.assert_allclose(out[..., 1], w[..., 1] / (1 + EPS), rtol=1e-6)
     # Keras' MaxNorm (axis=0 by default) caps columns of 2, not filters.
@@ -41,7 +51,7 @@ def test_conv_kernel_whole_filters_are_capped():
 def test_auto_axes_by_rank(shape, axes):
     assert auto_axes(np.zeros(shape, "float32")) == axes
     w = np.random.default_rng(0).normal(size=shape).astype("float32") * 5
-    out = np.asarray(MaxNorm(1.5)(w))
+    out = np.asarray(MaxNorm(1.5, axis="auto")(w))
     norms = np.sqrt((out ** 2).sum(axis=axes))
     assert norms.shape == (shape[-1],)
     np.testing.assert_allclose(norms, 1.5, rtol=1e-5)
@@ -60,7 +70,7 @@ def test_depthwise_kernels_are_recognised():
     assert auto_axes(conv.kernel) == (0, 1, 2)
     # Per (input channel, multiplier) unit: a (3, 3) norm each.
     depthwise.kernel.assign(np.full((3, 3, 4, 2), 1.0, "float32"))
-    out = np.asarray(MaxNorm(1.5)(depthwise.kernel))
+    out = np.asarray(MaxNorm(1.5, axis="auto")(depthwise.kernel))
     np.testing.assert_allclose(out, 0.5, rtol=1e-6)
 
 
@@ -74,12 +84,14 @@ def test_explicit_axes():
     np.testing.assert_allclose(np.asarray(MaxNorm(1.0, axis=0)(bias)),
                                [0.6, 0.8], rtol=1e-6)
     with pytest.raises(ValueError, match=r"Received: weight .*shape \(2,\)"):
-        MaxNorm()(bias)
+        MaxNorm(axis="auto")(bias)
 
 
 def _model(constrained):
-    kwargs = ({"kernel_constraint": MaxNorm(1.0)} if constrained else {})
-    depthwise = ({"depthwise_constraint": MaxNorm(1.0)} if constrained
+    kwargs = ({"kernel_constraint": MaxNorm(1.0, axis="auto")}
+              if constrained else {})
+    depthwise = ({"depthwise_constraint": MaxNorm(1.0, axis="auto")}
+                 if constrained
                  else {})
     return keras.Sequential([
         keras.Input((8, 8, 1)),
@@ -140,7 +152,7 @@ def test_config_save_load_export(tmp_path):
     config = constraint.get_config()
     assert config == {"max_value": 3.5, "axis": [0, 1]}
     assert MaxNorm.from_config(config).get_config() == config
-    assert MaxNorm().get_config() == {"max_value": 3.0, "axis": "auto"}
+    assert MaxNorm().get_config() == {"max_value": 2.0, "axis": 0}
     assert keras.saving.get_registered_name(MaxNorm) == "kerascnn>MaxNorm"
     model = _model(True)
     x = np.random.default_rng(2).normal(size=(2, 8, 8, 1)).astype("float32")

@@ -19,9 +19,11 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
     """Stops training when the monitored quantity stops improving.
 
     A drop-in for `keras.callbacks.EarlyStopping` (same arguments, a
-    subclass of it). What ours adds: `restore_best_weights=True` by default
-    (the slides' "stop when validation loss stops decreasing" keeps the best
-    model, not the last); an immediate stop when the training loss of a batch
+    subclass of it, with the same defaults, so that it and Keras' behave
+    alike when both are imported: pass `restore_best_weights=True` to keep
+    the best model, not the last, as the slides' "stop when validation loss
+    stops decreasing" means; kerascnn's workflows do). What ours adds: an
+    immediate stop when the training loss of a batch
     or the monitored value of an epoch is NaN or infinite (like
     `keras.callbacks.TerminateOnNaN`, but the best weights, or the weights from
     before training if no epoch finished, are restored instead of keeping NaN
@@ -42,7 +44,7 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
         baseline: `None` or a number the monitored value must beat.
             Defaults to `None`.
         restore_best_weights: Boolean, restore the weights of the best epoch
-            at the end. Defaults to `True` (Keras: `False`).
+            at the end (and on a NaN stop). Defaults to `False` (as Keras).
         start_from_epoch: Integer >= 0, warm-up epochs that are not
             monitored. Defaults to `0`.
         divergence_threshold: `None` or a number > 1. When set (only for a
@@ -54,7 +56,8 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
     Example:
 
     ```python
-    stopper = kerascnn.callbacks.EarlyStopping(patience=3)
+    stopper = kerascnn.callbacks.EarlyStopping(patience=3,
+                                               restore_best_weights=True)
     model.fit(x, y, validation_split=0.1, epochs=50, callbacks=[stopper])
     print(stopper.stop_reason, stopper.best_epoch)
     ```
@@ -68,7 +71,7 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
         verbose=0,
         mode="auto",
         baseline=None,
-        restore_best_weights=True,
+        restore_best_weights=False,
         start_from_epoch=0,
         divergence_threshold=None,
     ):

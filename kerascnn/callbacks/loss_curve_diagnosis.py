@@ -444,45 +444,43 @@ class Diagnosis:
         """Saves the loss (and accuracy) curves with the findings as a PNG."""
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             _validation.fail("path", "a file path", path)
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
+        # A Figure on its own Agg canvas: pyplot's global backend (e.g. the
+        # user's notebook inline backend) is left alone.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         accuracy = _accuracy_key(self.history)
         panels = 2 if accuracy else 1
-        figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.2),
-                                    squeeze=False)
-        try:
-            epochs = np.arange(1, len(self.history["loss"]) + 1)
-            pairs = [("loss", "val_loss", "loss")]
-            if accuracy:
-                pairs.append((accuracy, "val_" + accuracy, "accuracy"))
-            for axis, (train_key, val_key, label) in zip(axes[0], pairs):
-                axis.plot(epochs, self.history[train_key], "o-",
-                          label="training")
-                if val_key in self.history:
-                    axis.plot(epochs, self.history[val_key], "s-",
-                              label="validation")
-                axis.set_xlabel("epoch")
-                axis.set_ylabel(label)
-                axis.legend()
-            axes[0][0].set_title(", ".join(self.codes))
-            width = 95 * panels
-            lines = []
-            for finding in self.findings:
-                lines += textwrap.wrap(f"{finding.code}: {finding.message}",
-                                       width)
-            height = figure.get_figheight()
-            figure.set_figheight(height + 0.13 * len(lines))
-            figure.text(0.01, 0.01, "\n".join(lines), fontsize=6,
-                        va="bottom", family="monospace")
-            figure.tight_layout(
-                rect=(0, 0.13 * len(lines) / figure.get_figheight() + 0.01,
-                      1, 1))
-            figure.savefig(os.fspath(path), format="png")
-        finally:
-            plt.close(figure)
+        figure = Figure(figsize=(5.5 * panels, 4.2))
+        FigureCanvasAgg(figure)
+        axes = figure.subplots(1, panels, squeeze=False)
+        epochs = np.arange(1, len(self.history["loss"]) + 1)
+        pairs = [("loss", "val_loss", "loss")]
+        if accuracy:
+            pairs.append((accuracy, "val_" + accuracy, "accuracy"))
+        for axis, (train_key, val_key, label) in zip(axes[0], pairs):
+            axis.plot(epochs, self.history[train_key], "o-",
+                      label="training")
+            if val_key in self.history:
+                axis.plot(epochs, self.history[val_key], "s-",
+                          label="validation")
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(label)
+            axis.legend()
+        axes[0][0].set_title(", ".join(self.codes))
+        width = 95 * panels
+        lines = []
+        for finding in self.findings:
+            lines += textwrap.wrap(f"{finding.code}: {finding.message}",
+                                   width)
+        height = figure.get_figheight()
+        figure.set_figheight(height + 0.13 * len(lines))
+        figure.text(0.01, 0.01, "\n".join(lines), fontsize=6,
+                    va="bottom", family="monospace")
+        figure.tight_layout(
+            rect=(0, 0.13 * len(lines) / figure.get_figheight() + 0.01,
+                  1, 1))
+        figure.savefig(os.fspath(path), format="png")
         return path
 
 

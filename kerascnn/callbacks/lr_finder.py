@@ -173,41 +173,40 @@ class LRFinderResult:
         _check_plot_path(path)
         if path is None:
             _validation.fail("path", "a file path", path)
-        import matplotlib
+        # A Figure on its own Agg canvas: pyplot's global backend is left
+        # alone.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-
-        figure, axis = plt.subplots(figsize=(6, 4))
-        try:
-            axis.plot(self.learning_rates, self.losses, color="0.75",
-                      label="batch loss")
-            axis.plot(self.learning_rates, self.smoothed_losses, color="C0",
-                      label="smoothed loss")
-            axis.set_xscale("log")
-            finite = np.asarray(self.smoothed_losses)[
-                np.isfinite(self.smoothed_losses)]
-            if finite.size:
-                top = min(float(np.max(finite)),
-                          4.0 * float(np.min(finite)) + 1e-12)
-                raw = np.asarray(self.losses)[np.isfinite(self.losses)]
-                bottom = float(min(np.min(finite), np.min(raw)))
-                pad = 0.05 * max(top - bottom, 1e-12)
-                axis.set_ylim(bottom - pad, top + pad)
-            if self.suggested is not None:
-                for value, name in zip(self.suggested, ("initial", "maximal")):
-                    axis.axvline(value, color="C3", linestyle="--")
-                    axis.annotate(f"{name}\n{value:.2g}", (value, 0.95),
-                                  xycoords=("data", "axes fraction"),
-                                  ha="center", va="top", fontsize=8)
-            axis.set_xlabel("learning rate (log scale)")
-            axis.set_ylabel("training loss")
-            axis.set_title("Learning-rate range test")
-            axis.legend(loc="lower left")
-            figure.tight_layout()
-            figure.savefig(os.fspath(path), format="png")
-        finally:
-            plt.close(figure)
+        figure = Figure(figsize=(6, 4))
+        FigureCanvasAgg(figure)
+        axis = figure.add_subplot(1, 1, 1)
+        axis.plot(self.learning_rates, self.losses, color="0.75",
+                  label="batch loss")
+        axis.plot(self.learning_rates, self.smoothed_losses, color="C0",
+                  label="smoothed loss")
+        axis.set_xscale("log")
+        finite = np.asarray(self.smoothed_losses)[
+            np.isfinite(self.smoothed_losses)]
+        if finite.size:
+            top = min(float(np.max(finite)),
+                      4.0 * float(np.min(finite)) + 1e-12)
+            raw = np.asarray(self.losses)[np.isfinite(self.losses)]
+            bottom = float(min(np.min(finite), np.min(raw)))
+            pad = 0.05 * max(top - bottom, 1e-12)
+            axis.set_ylim(bottom - pad, top + pad)
+        if self.suggested is not None:
+            for value, name in zip(self.suggested, ("initial", "maximal")):
+                axis.axvline(value, color="C3", linestyle="--")
+                axis.annotate(f"{name}\n{value:.2g}", (value, 0.95),
+                              xycoords=("data", "axes fraction"),
+                              ha="center", va="top", fontsize=8)
+        axis.set_xlabel("learning rate (log scale)")
+        axis.set_ylabel("training loss")
+        axis.set_title("Learning-rate range test")
+        axis.legend(loc="lower left")
+        figure.tight_layout()
+        figure.savefig(os.fspath(path), format="png")
         return path
 
 

@@ -68,7 +68,9 @@ class MaxNorm(keras.constraints.MaxNorm):
     from the kernel. Keras' `MaxNorm` defaults to `axis=0`, right for Dense
     kernels but wrong for convolution kernels `(kh, kw, in, out)`, where it
     constrains each column of `kh` weights of a filter instead of the
-    filter. Also a default of 3.0 (Keras: 2) and checked arguments.
+    filter; and checked arguments. The defaults are Keras' own
+    (`max_value=2.0`, `axis=0`), so that this class and Keras' behave alike
+    when both are imported: pass `axis="auto"` for the per-unit axes.
 
     With `axis="auto"`: a Dense kernel `(in, out)` -> axis 0; Conv1D/2D/3D
     kernels `(..., in, out)` -> all axes but the last; a DepthwiseConv2D or
@@ -80,19 +82,22 @@ class MaxNorm(keras.constraints.MaxNorm):
     (biases) need an explicit axis.
 
     Args:
-        max_value: Float > 0, the maximum norm `c`. Defaults to `3.0`.
+        max_value: Float > 0, the maximum norm `c`. Defaults to `2.0` (as
+            Keras).
         axis: `"auto"`, an integer or a tuple of integers: the axes summed
-            over for each norm. Defaults to `"auto"`.
+            over for each norm. Defaults to `0` (as Keras; right for Dense
+            kernels only).
 
     Example:
 
-    >>> layer = keras.layers.Conv2D(32, 3, kernel_constraint=MaxNorm(3.0))
+    >>> layer = keras.layers.Conv2D(
+    ...     32, 3, kernel_constraint=MaxNorm(3.0, axis="auto"))
 
     Reference:
         - [Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)
     """
 
-    def __init__(self, max_value=3.0, axis="auto"):
+    def __init__(self, max_value=2.0, axis=0):
         max_value = _validation.check_positive_float("max_value", max_value)
         axis = _check_axis(axis)
         super().__init__(max_value=max_value, axis=axis)
