@@ -1,4 +1,6 @@
-"""A classification report for imbalanced multi-class problems."""
+"""A classification report for imbalanced multi-class problems, and error
+analysis: the per-class error counts and the grid of the highest-loss images
+(fastai's `ClassificationInterpretation` / `plot_top_losses`)."""
 
 import dataclasses
 import json
@@ -65,6 +67,23 @@ class ClassificationReport:
         return [(self.class_names[i], self.class_names[j], count)
                 for count, i, j in pairs[:k]]
 
+    def errors_per_class(self):
+        """Misclassified samples of each true class, from the confusion matrix.
+
+        The per-class view of fastai's `ClassificationInterpretation`: where
+        the errors are, in counts rather than rates.
+
+        Returns:
+            A list, in class order, of `(class_name, errors, support)`:
+            `errors` samples of that true class predicted as another class,
+            out of `support`.
+        """
+        matrix = np.asarray(self.confusion_matrix)
+        support = matrix.sum(axis=1)
+        errors = support - np.diag(matrix)
+        return [(name, int(errors[i]), int(support[i]))
+                for i, name in enumerate(self.class_names)]
+
     def to_dict(self):
         """A JSON-serialisable dict of every field."""
         return {
@@ -83,6 +102,8 @@ class ClassificationReport:
             "confusion_matrix": np.asarray(self.confusion_matrix).astype(
                 int).tolist(),
             "most_confused": [list(p) for p in self.most_confused(5)],
+            "errors_per_class": {name: errors for name, errors, _
+                                 in self.errors_per_class()},
         }
 
     def to_json(self, **kwargs):
@@ -93,11 +114,12 @@ class ClassificationReport:
         """A text table: per-class precision, recall, F1, support, then totals."""
         width = max(12, *(len(n) for n in self.class_names))
         lines = [f"{'class':>{width}} {'precision':>9} {'recall':>9} "
-                 f"{'f1':>9} {'support':>9}"]
+                 f"{'f1':>9} {'support':>9} {'errors':>7}"]
+        errors = self.errors_per_class()
         for i, name in enumerate(self.class_names):
             lines.append(f"{name:>{width}} {self.precision[i]:9.4f} "
                          f"{self.recall[i]:9.4f} {self.f1[i]:9.4f} "
-                         f"{self.support[i]:9d}")
+                         f"{self.support[i]:9d} {errors[i][1]:7d}")
         total = int(sum(self.support))
         lines.append("")
         lines.append(f"{'accuracy':>{width}} {'':>9} {'':>9} "
@@ -119,14 +141,21 @@ class ClassificationReport:
     def __str__(self):
         return self.summary()
 
-    def plot_confusion_matrix(self, path, normalize=False, title=None):
+    def plot_confusion_matrix(self, path, normalize=False, title=None,
+                              errors=True):
         """Writes the confusion matrix as a PNG (matplotlib, no display).
+
+        Drawn on a `matplotlib.figure.Figure` with the Agg canvas, so the
+        user's pyplot backend is left alone.
 
         Args:
             path: Output file path.
             normalize: Boolean, show each row as fractions of the true class.
                 Defaults to `False`.
             title: Optional title.
+            errors: Boolean, draw the misclassified count of each true class
+                (`errors_per_class`) as bars beside the matrix's rows.
+                Defaults to `True`.
 
         Returns:
             The path written, as a string.
@@ -139,6 +168,7 @@ class ClassificationReport:
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             _validation.fail("path", "a file path", path)
         normalize = _validation.check_bool("normalize", normalize)
+        errors = _validation.check_bool("errors", errors)
         matrix = np.asarray(self.confusion_matrix, dtype=np.float64)
         if normalize:
             rows = matrix.sum(axis=1, keepdims=True)
@@ -146,9 +176,13 @@ class ClassificationReport:
                                where=rows > 0)
         k = len(self.class_names)
         size = max(4.0, 0.5 * k + 2.0)
-        figure = Figure(figsize=(size, size))
+        figure = Figure(figsize=(size * (1.45 if errors else 1.0), size))
         FigureCanvasAgg(figure)
-        axes = figure.add_subplot(1, 1, 1)
+        if errors:
+            axes, bars = figure.subplots(
+                1, 2, gridspec_kw={"width_ratios": [4, 1.3]})
+        else:
+            axes = figure.add_subplot(1, 1, 1)
         image = axes.imshow(matrix, cmap="Blues", interpolation="nearest")
         figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
         axes.set_xticks(range(k), labels=self.class_names, rotation=45,
@@ -167,6 +201,17 @@ class ClassificationReport:
                     axes.text(j, i, text, ha="center", va="center",
                               fontsize=8, color="white"
                               if matrix[i, j] > threshold else "black")
+        if errors:
+            counts = [count for _, count, _ in self.errors_per_class()]
+            bars.barh(range(k), counts, color="C3")
+            bars.set_ylim(k - 0.5, -0.5)  # rows in the matrix's order
+            bars.set_yticks(range(k), labels=self.class_names)
+            bars.set_xlabel("errors")
+            bars.set_title("misclassified")
+            for i, count in enumerate(counts):
+                if count and k <= 20:
+                    bars.text(count, i, f" {count}", va="center", fontsize=8)
+            bars.set_xlim(0, max(1, max(counts)) * 1.3)
         figure.tight_layout()
         path = os.fspath(path)
         figure.savefig(path, format="png", dpi=100)
@@ -306,3 +351,135 @@ def classification_report(y_true, y_prob, class_names=None):
         confusion_matrix=metrics.confusion_matrix(y_true, y_pred,
                                                   labels=labels),
     )
+
+
+def top_losses(y_true, y_prob, k=16):
+    """The `k` samples with the highest cross-entropy loss, highest first.
+
+    Args:
+        y_true: Integer class labels `(n,)` (or one-hot rows).
+        y_prob: Predicted probabilities `(n, num_classes)`.
+        k: Integer >= 1, at most this many samples. Defaults to `16`.
+
+    Returns:
+        `(indices, losses)`: integer indices into `y_true` and their losses
+        `-log p(true class)` (probabilities clipped at 1e-12), sorted by loss,
+        ties by index.
+    """
+    y_true = _true_labels(y_true)
+    k = _validation.check_positive_int("k", k)
+    probs, _ = _check_predictions(y_true, y_prob, None)
+    if probs is None:
+        _validation.fail("y_prob", "an (n, num_classes) array of "
+                         "probabilities", "an (n,) array of class indices")
+    if y_true.max() >= probs.shape[1]:
+        raise _validation.ArgumentError(
+            "Argument `y_true` must hold class indices below the "
+            f"{probs.shape[1]} columns of `y_prob`. Received: class index "
+            f"{int(y_true.max())}")
+    losses = -np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12,
+                             None))
+    order = np.lexsort((np.arange(len(losses)), -losses))[:k]
+    return order.astype(np.int64), losses[order]
+
+
+def _display_image(image):
+    """(h, w) or (h, w, 3) floats in [0, 1] for `imshow`."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    elif image.ndim == 3 and image.shape[-1] > 3:
+        image = image[..., :3]
+    low, high = float(np.min(image)), float(np.max(image))
+    if low >= 0 and high <= 1:
+        return image
+    if low >= 0 and high <= 255:
+        return image / 255.0
+    return (image - low) / (high - low) if high > low else image * 0.0
+
+
+def plot_top_losses(images, y_true, y_prob, class_names, path, k=16):
+    """Writes a grid of the `k` highest-loss images as a PNG.
+
+    As fastai's `ClassificationInterpretation.plot_top_losses`: the held-out
+    images the model got most wrong (or right with the least confidence),
+    each titled with its true label, the prediction and the predicted
+    class's probability (and the probability of the true class when they
+    differ). Wrong predictions have a red title. Drawn on a
+    `matplotlib.figure.Figure` with the Agg canvas (the user's pyplot
+    backend is left alone).
+
+    Args:
+        images: Array `(n, height, width)` or `(n, height, width,
+            channels)` of the images the probabilities are for, in any of
+            the ranges [0, 1], [0, 255] or other (then min-max scaled per
+            image for display).
+        y_true: Integer class labels `(n,)` (or one-hot rows).
+        y_prob: Predicted probabilities `(n, num_classes)`, e.g.
+            `model.predict(images)`.
+        class_names: List of names, one per class (or `None`: `"0"`,
+            `"1"`, ...).
+        path: Output PNG path.
+        k: Integer >= 1, the number of images (fewer if `n < k`). Defaults
+            to `16`.
+
+    Returns:
+        The path written, as a string.
+
+    Raises:
+        ArgumentError: for mismatched lengths, a bad `k`, `path` or
+            `class_names`, before anything is drawn.
+    """
+    import math
+    import os
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        _validation.fail("path", "a file path", path)
+    array = np.asarray(images)
+    if array.ndim not in (3, 4) or not np.issubdtype(array.dtype, np.number):
+        _validation.fail("images", "an (n, height, width[, channels]) array "
+                         "of images", f"array of shape {array.shape}")
+    if len(array) != len(np.asarray(y_true)):
+        raise _validation.ArgumentError(
+            "Arguments `images` and `y_true` must have the same number of "
+            f"samples. Received: {len(array)} images and "
+            f"{len(np.asarray(y_true))} labels")
+    indices, losses = top_losses(y_true, y_prob, k)
+    labels = _true_labels(y_true)
+    probs = np.asarray(y_prob, dtype=np.float64)
+    num_classes = probs.shape[1]
+    if class_names is None:
+        class_names = [str(i) for i in range(num_classes)]
+    if (not isinstance(class_names, (list, tuple))
+            or len(class_names) != num_classes):
+        _validation.fail("class_names", f"a list of {num_classes} names (one "
+                         "per column of `y_prob`)", class_names)
+    count = len(indices)
+    columns = min(count, max(1, int(math.ceil(math.sqrt(count)))))
+    rows = int(math.ceil(count / columns))
+    figure = Figure(figsize=(2.1 * columns, 2.4 * rows + 0.4))
+    FigureCanvasAgg(figure)
+    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
+    for axis in axes:
+        axis.axis("off")
+    for axis, index, loss in zip(axes, indices, losses):
+        true, predicted = int(labels[index]), int(np.argmax(probs[index]))
+        image = _display_image(array[index])
+        axis.imshow(image, cmap="gray" if image.ndim == 2 else None,
+                    vmin=0.0, vmax=1.0, interpolation="nearest")
+        title = (f"true {class_names[true]} / pred {class_names[predicted]}"
+                 f"\np={probs[index, predicted]:.2f}")
+        if predicted != true:
+            title += f" (true {probs[index, true]:.2f})"
+        title += f"\nloss {loss:.2f}"
+        axis.set_title(title, fontsize=7,
+                       color="C3" if predicted != true else "black")
+    figure.suptitle(f"Top {count} losses: true / predicted, probability",
+                    fontsize=9)
+    figure.tight_layout()
+    path = os.fspath(path)
+    figure.savefig(path, format="png", dpi=100)
+    return path
