@@ -19,21 +19,20 @@ from kerascnn.cli import _common
 DEFAULT_NAME = "mnist5k_cnn"
 DEFAULT_OUTPUT_DIR = os.path.join("kerascnn_runs", "quickstart")
 
-# The recipe, chosen on the validation split (the test split is only
-# reported): build_cnn's default network (2 blocks of 2 convs with
-# BatchNorm, 32 and 64 filters, global average pooling, dense 128 + dropout
-# 0.25), Adam from 2e-3 decayed per epoch to 2e-5 ("exponential"), up to 20
-# epochs with early stopping (patience 5, best weights restored). Measured on
-# a 2-core CPU: about 0.98 test accuracy. The "digits" augmentation preset
-# needs more epochs than this budget to pay off on 4,000 training images
-# (0.97 after 16 epochs, noisier validation curve), so it is left off here;
-# `kerascnn train --augment digits --epochs 40` uses it.
-EPOCHS = 20
-LEARNING_RATE = 2e-3
-SCHEDULE = "exponential"
-AUGMENT = None
-BATCH_SIZE = 64
+# The recipe: `fit`'s defaults (kerascnn.training.defaults, chosen by the
+# measured runs in docs/training.md, "Defaults") plus the augmentation that
+# suits handwritten digits. `benchmarks/bench_quickstart.py` measures it
+# against the 20-line plain-Keras script of issue 13 in the same run.
 MODEL_KWARGS = {}
+
+
+def _recipe():
+    from kerascnn.training import defaults
+
+    return dict(epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE,
+                learning_rate=defaults.LEARNING_RATE,
+                schedule=defaults.SCHEDULE, augment=defaults.DIGITS_AUGMENT)
+
 
 # --quick: a tiny smoke run (no accuracy claim).
 QUICK_SAMPLES = 600
@@ -56,8 +55,12 @@ def register(subparsers):
         example="kerascnn quickstart --output-dir runs/qs --name mnist5k_cnn")
     parser.add_argument("--epochs", type=_common.positive_int,
                         default=argparse.SUPPRESS,
-                        help=f"maximum epochs, early stopping may end sooner "
-                             f"(default: {EPOCHS}; 1 with --quick)")
+                        help="maximum epochs, early stopping may end sooner "
+                             "(default: fit's, kerascnn.training.defaults."
+                             "EPOCHS; 1 with --quick)")
+    parser.add_argument("--seed", type=_seed, default=42,
+                        help="seeds the split, the weights and the "
+                             "augmentation")
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR,
                         help="folder for the loss-curve and confusion-matrix "
                              "plots")
@@ -81,25 +84,33 @@ def run(args):
     destination = _common.check_export_target(args.export, args.export_dir,
                                               args.overwrite)
     started = time.time()
+    recipe = _recipe()
+    seed = getattr(args, "seed", 42)
     if args.quick:
         images, labels = datasets.load_mnist5k()
         data = _stratified_subset(images, labels, QUICK_SAMPLES, seed=42)
-        epochs = getattr(args, "epochs", 1)
+        recipe.update(epochs=getattr(args, "epochs", 1), batch_size=32)
         model_kwargs = dict(QUICK_MODEL_KWARGS)
-        batch_size = 32
     else:
-        data, epochs = "mnist5k", getattr(args, "epochs", EPOCHS)
-        model_kwargs, batch_size = dict(MODEL_KWARGS), BATCH_SIZE
-    result = fit(data, epochs=epochs, batch_size=batch_size,
-                 learning_rate=LEARNING_RATE, schedule=SCHEDULE,
-                 augment=AUGMENT, model_kwargs=model_kwargs,
-                 plot_dir=args.output_dir, verbose=args.verbose, seed=42)
+        data = "mnist5k"
+        recipe["epochs"] = getattr(args, "epochs", recipe["epochs"])
+        model_kwargs = dict(MODEL_KWARGS)
+    result = fit(data, model_kwargs=model_kwargs, plot_dir=args.output_dir,
+                 verbose=args.verbose, seed=seed, **recipe)
     path = _common.export_result(result, args.export, args.export_dir,
                                  args.overwrite, data_name="mnist5k")
     x_test, y_test = result.test_data
     # The reloaded SavedModel (tf.saved_model.load(...).serve), not Keras.
     probabilities = predict_export(path, x_test)
     export_accuracy = float(np.mean(probabilities.argmax(axis=1) == y_test))
+    plots = dict(result.plots)
+    if "top_losses" not in plots:
+        from kerascnn.data.metrics import plot_top_losses
+
+        os.makedirs(args.output_dir, exist_ok=True)
+        plots["top_losses"] = plot_top_losses(
+            x_test, y_test, probabilities, list(result.class_names),
+            os.path.join(args.output_dir, "top_losses.png"))
     minutes = (time.time() - started) / 60
     print()
     print(result.report.summary())
@@ -110,11 +121,22 @@ def run(args):
     print(f"Reloaded export test accuracy: {export_accuracy:.4f} on "
           f"{len(y_test)} held-out images"
           + (" (--quick run: no accuracy claim)" if args.quick else ""))
-    for label, plot in result.plots.items():
+    for label, plot in plots.items():
         print(f"Plot ({label.replace('_', ' ')}): {plot}")
     print(f"Done in {minutes:.1f} min. Try: kerascnn predict --model "
           f"{destination} IMAGE.png")
     return 0
+
+
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer >= 0, received {text!r}")
+    return value
 
 
 def _stratified_subset(images, labels, size, seed):
