@@ -17,7 +17,9 @@ import time
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.subprocess
+# Two TensorFlow processes per run (a kill test starts four): more than the
+# suite's per-test limit on a busy 2-core machine.
+pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(1200)]
 
 WAIT_S = 420
 
