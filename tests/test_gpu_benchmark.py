@@ -45,7 +45,7 @@ def test_rejects_unknown_backbone_before_measuring(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # seven small fits; minutes on a busy 2-core CPU
+@pytest.mark.timeout(1200)  # five small fits; minutes on a busy 2-core CPU
 def test_quick_runs_every_measurement_on_cpu(no_gpu, tmp_path):
     # Mixed precision and XLA together: both code paths, fewer traces.
     results = bench_gpu.main(["--quick", "--settings", "mixed_float16 + XLA",
