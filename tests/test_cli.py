@@ -101,6 +101,28 @@ def test_train_digits_exports(tmp_path, capsys):
     assert metadata["metrics"]["test_accuracy"] > 0.3
 
 
+def test_train_streams_a_folder_with_the_data_and_accelerator_flags(
+        tmp_path, capsys):
+    from test_fit_streaming import write_folder
+
+    root = write_folder(str(tmp_path / "photos"))
+    (tmp_path / "photos" / "c1" / "broken.png").write_bytes(b"not a png")
+    code = main(["train", "--data", root, "--depth", "1", "--filters", "4",
+                 "--epochs", "1", "--batch-size", "2", "--verbose", "0",
+                 "--validation-split", "0.2", "--test-split", "0.2",
+                 "--image-size", "12", "--on-error", "skip",
+                 "--color-mode", "rgb", "--precision", "float32",
+                 "--jit-compile", "false", "--steps-per-execution", "2",
+                 "--export", "photos_cnn", "--export-dir",
+                 str(tmp_path / "exports")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    metadata = json.loads((tmp_path / "exports" / "photos_cnn"
+                           / "metadata.json").read_text())
+    assert metadata["input_shape"] == [12, 12, 3]
+    assert metadata["class_names"] == ["c0", "c1", "c2"]
+
+
 def test_train_bad_data_is_one_line_exit_2(tmp_path, capsys):
     code = main(["train", "--data", str(tmp_path / "missing"), "--export",
                  "x", "--export-dir", str(tmp_path)])
