@@ -120,11 +120,22 @@ def _space(text):
         _validation.fail("space", "a JSON object or a JSON file", text)
 
 
+def _check_export_name(name):
+    # Checked before the search, so a bad name does not cost a search.
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                  "0123456789._-")
+    if not name or set(name) - allowed or name in (".", ".."):
+        _validation.fail("export", "a plain folder name (letters, digits, "
+                         "'.', '_', '-')", name)
+
+
 def run(args):
     """Runs the search; returns the exit code."""
     from kerascnn import tuning
     from kerascnn.export import NotAnExportError
 
+    if args.export is not None:
+        _check_export_name(args.export)
     if args.export is not None and args.distributed != "worker":
         try:  # before the search, so a bad target does not cost a search
             _common.check_export_target(args.export, args.export_dir,

@@ -324,7 +324,7 @@ def search(data, tuner="hyperband", space=None, max_trials=10, epochs=10,
         evaluation = trainer.evaluate(best_model, resolved.test,
                                       global_batch, resolved.class_names)
         test_metrics = {k: evaluation.metrics[k]
-                        for k in ("loss", "accuracy")}
+                        for k in ("accuracy", "loss")}
     best_hp = hypermodel.decode(best.hyperparameters)
     files["best_json"] = os.path.join(results_dir, "best.json")
     _write_json(files["best_json"], {
