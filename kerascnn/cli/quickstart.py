@@ -20,8 +20,8 @@ DEFAULT_NAME = "mnist5k_cnn"
 DEFAULT_OUTPUT_DIR = os.path.join("kerascnn_runs", "quickstart")
 
 # The recipe: `fit`'s defaults (kerascnn.training.defaults, chosen by the
-# measured runs in docs/training.md, "Defaults") plus the augmentation that
-# suits handwritten digits. `benchmarks/bench_quickstart.py` measures it
+# measured runs in docs/training.md, "Defaults") and its augmentation setting
+# for digits (`DIGITS_AUGMENT`). `benchmarks/bench_quickstart.py` measures it
 # against the 20-line plain-Keras script of issue 13 in the same run.
 MODEL_KWARGS = {}
 
