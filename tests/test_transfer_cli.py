@@ -108,7 +108,7 @@ def test_cli_imagenet_without_network_is_one_clear_line(tmp_path, capsys,
     monkeypatch.setattr(file_utils, "get_file", no_network)
     folder = _folder(tmp_path / "photos")
     code = main(["transfer", "--data", folder, "--backbone", "mobilenetv2",
-                 "--export-dir", str(tmp_path)])
+                 "--test-split", "0", "--export-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2, err
     assert "could not be downloaded" in err
