@@ -183,3 +183,19 @@ def test_predict_top_k(quick_export, capsys, tmp_path, mnist5k):
     assert len(probabilities) == 3
     assert probabilities == sorted(probabilities, reverse=True)
     assert np.sum(probabilities) <= 1.0 + 1e-6
+
+
+def test_model_flag_defaults_are_build_cnns():
+    """`kerascnn train`'s model flags default to build_cnn's own defaults."""
+    import argparse
+    import inspect
+
+    from kerascnn.cli import _common
+    from kerascnn.models import build_cnn
+
+    parser = argparse.ArgumentParser()
+    _common.add_model_arguments(parser)
+    args = parser.parse_args([])
+    signature = inspect.signature(build_cnn).parameters
+    for name, value in _common.model_kwargs_from_args(args).items():
+        assert value == signature[name].default, name

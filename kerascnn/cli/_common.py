@@ -121,7 +121,7 @@ def add_model_arguments(parser):
                        help="normalization after each conv; auto = "
                             "GroupNorm below 16 images per replica, else "
                             "BatchNorm")
-    group.add_argument("--dropout", type=float, default=0.25,
+    group.add_argument("--dropout", type=float, default=0.5,
                        help="dropout rate after the hidden dense layer")
     group.add_argument("--dropconnect", type=float, default=0.0,
                        help="DropConnect rate of the hidden dense layer")

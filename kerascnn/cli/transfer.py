@@ -107,9 +107,9 @@ def register(subparsers):
 
 
 def _augment_options():
-    from kerascnn.transfer.fit import AUGMENT_OPTIONS
+    from kerascnn.core.settings import TRANSFER_AUGMENT_OPTIONS
 
-    return AUGMENT_OPTIONS
+    return TRANSFER_AUGMENT_OPTIONS
 
 
 def _precision_options():

@@ -52,6 +52,10 @@ SCHEDULES = ("cyclic", "triangular2", "exp_range", "step", "exponential",
 CYCLIC_SCHEDULES = ("cyclic", "triangular2", "exp_range")
 """The cyclical ones among `SCHEDULES`."""
 
+TRANSFER_AUGMENT_OPTIONS = ("auto", "digits", "natural", "none")
+"""`transfer.fit(augment=...)`: augmented copies of a small target's images
+for the head (`"auto"` picks by the images; `"none"` turns it off)."""
+
 TUNERS = ("hyperband", "bayesian", "random", "grid")
 """KerasTuner tuners `kerascnn.tuning.search(tuner=...)` accepts."""
 

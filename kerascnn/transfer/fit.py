@@ -10,6 +10,7 @@ from kerascnn.core import distribute
 from kerascnn.core.callbacks import early_stopping
 from kerascnn.core.compile import compile_classifier
 from kerascnn.core.results import Result
+from kerascnn.core.settings import TRANSFER_AUGMENT_OPTIONS
 from kerascnn.data.sources import resolve_data
 from kerascnn.transfer import blocks as blocks_lib
 from kerascnn.transfer import discriminative
@@ -18,7 +19,7 @@ from kerascnn.transfer import linear_probe
 from kerascnn.transfer import plan as plan_lib
 from kerascnn.transfer import registry
 
-AUGMENT_OPTIONS = ("auto", "digits", "natural", "none")
+AUGMENT_OPTIONS = TRANSFER_AUGMENT_OPTIONS
 MAX_AUGMENTED_IMAGES = 1500
 """`copies="auto"` keeps `n * (copies + 1)` at or under this."""
 AUTO_COPIES = 10
