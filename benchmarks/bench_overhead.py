@@ -53,7 +53,7 @@ def hand_written(input_shape, x_train, filters, dense_units, depth=2,
             x = keras.layers.BatchNormalization()(x)
             x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling2D(2)(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(dense_units, activation="relu",
                            kernel_initializer="he_normal")(x)
     x = keras.layers.Dropout(dropout)(x)
@@ -89,7 +89,7 @@ def run(args):
     n_train = len(splits.y_train)
     model_kwargs = dict(depth=2, filters=filters, dense_units=units,
                         normalization="batch", dropout=0.25,
-                        convs_per_block=2)
+                        convs_per_block=2, head="flatten")
     epoch_times = {"kerascnn": [], "keras": []}
     wall = {"kerascnn": [], "keras": []}
     params = {}
