@@ -30,5 +30,7 @@ def test_workflow_quick(tmp_path, capsys):
         (tmp_path / "exp" / "mnist5k_workflow" / "metadata.json").read_text())
     assert metadata["class_names"] == [str(i) for i in range(10)]
     served = float(out.split("served test accuracy ")[1].split()[0])
-    assert served == pytest.approx(metadata["metrics"]["test_accuracy"])
+    # The example prints the served accuracy to 4 decimals.
+    assert served == pytest.approx(metadata["metrics"]["test_accuracy"],
+                                   abs=5e-5)
     assert (tmp_path / "plots" / "loss_curves.png").exists()
