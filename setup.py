@@ -18,7 +18,7 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["kerascnn", "kerascnn.*"]),
     package_data={"kerascnn.datasets": ["data/*.npz"]},
     include_package_data=True,
