@@ -141,11 +141,17 @@ def peer(cell, source, kind, x, y, x_test, y_test, seed, epochs):
     return _accuracy(model, x_test, y_test)
 
 
-def ours(source, x, y, x_source, x_test, y_test):
-    """The package's documented call with its defaults; test accuracy."""
+def ours(source, x, y, x_source, x_test, y_test, quick=False):
+    """The package's documented call with its defaults; test accuracy.
+
+    `quick` (the smoke test) trains the head on one augmented copy instead
+    of the default number, to check the code path in seconds.
+    """
     from kerascnn import transfer
 
-    result = transfer.fit(source, x, y, source_images=x_source[:500])
+    extra = {"copies": 1} if quick else {}
+    result = transfer.fit(source, x, y, source_images=x_source[:500],
+                          **extra)
     return _accuracy(result.model, x_test, y_test), result
 
 
@@ -208,7 +214,8 @@ def main(argv=None):
                 x, y = labelled(x_pool, y_pool, per_class)
                 start = time.perf_counter()
                 accuracy, result = (float("nan"), None) if args.skip_ours \
-                    else ours(source, x, y, x_source, x_test, y_test)
+                    else ours(source, x, y, x_source, x_test, y_test,
+                              quick=args.quick)
                 seconds = time.perf_counter() - start
                 row = {"ours": accuracy}
                 for cell in cells:
