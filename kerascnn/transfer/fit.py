@@ -324,7 +324,10 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         shape = ", ".join(map(str, backbone.input_shape))
         _validation.fail("x", f"images of shape (n, {shape}) for backbone "
                          f"{backbone.name!r}",
-                         f"images of shape (n, {', '.join(map(str, input_shape))})")
+                         "images of shape ("
+                         + ", ".join(map(str, ((len(x) if source is None else
+                                                source.num_samples or "n"),)
+                                         + input_shape)) + ")")
     if validation_data is not None and tuple(
             validation_data[0].shape[1:]) != backbone.input_shape:
         _validation.fail("validation_data", "images of the training shape",
