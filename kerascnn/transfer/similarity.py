@@ -61,13 +61,8 @@ def default_layer(backbone, source_images=False):
 
 
 def _rank(layer):
-    try:
-        output = layer.output
-    except (AttributeError, ValueError):
-        return None
-    if isinstance(output, (list, tuple)):
-        output = output[0]
-    return len(output.shape)
+    shape = blocks_lib._output_shape(layer)
+    return None if shape is None else len(shape)
 
 
 def _moments(model, images, batch_size):
