@@ -360,3 +360,99 @@ def test_explicit_folder_splits_map_class_names(tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match=r"class folders \['dog'\]"):
             resolve_data(train, validation_data=val, test_split=0)
+
+
+# -- multi-worker sharding (TF_CONFIG set, no processes started) -------------
+
+
+def _tf_config(monkeypatch, kind, index, chief=False, workers=2):
+    import json
+
+    cluster = {"worker": [f"127.0.0.1:{2000 + i}" for i in range(workers)]}
+    if chief:
+        cluster["chief"] = ["127.0.0.1:1999"]
+    monkeypatch.setenv("TF_CONFIG", json.dumps(
+        {"cluster": cluster, "task": {"type": kind, "index": index}}))
+
+
+def _policy(dataset):
+    return dataset.options().experimental_distribute.auto_shard_policy
+
+
+@pytest.mark.parametrize("cache", [None, "file"])
+def test_folder_sharded_by_file_per_worker(tmp_path, monkeypatch, cache):
+    root = _folder(tmp_path / "imgs", per_class=(3, 3, 3))  # 9 files
+    if cache == "file":
+        cache = str(tmp_path / "cache")
+    seen, steps = [], []
+    for index in (0, 1):
+        _tf_config(monkeypatch, "worker", index)
+        train = resolve_data(root, validation_split=0, test_split=0,
+                             cache=cache).train
+        dataset = train.dataset(2, shuffle=True, seed=1, shard=True)
+        assert _policy(dataset) == tf.data.experimental.AutoShardPolicy.OFF
+        epochs = [_ids_of(dataset) for _ in range(2)]
+        # Each worker reads its own files, the same ones every epoch, and
+        # ceil(9 / 2) = 5 images (worker 1 repeats one of its 4).
+        assert len(epochs[0]) == len(epochs[1]) == 5
+        assert set(epochs[0]) == set(epochs[1])
+        seen.append(set(epochs[0]))
+        steps.append(train.steps(2, shard=True))
+        # Not sharded when not asked: every image, once.
+        assert sorted(_ids_of(train.dataset(2))) == sorted(
+            _ids_of(train.dataset(2, shuffle=True, seed=1)))
+        assert len(_ids_of(train.dataset(2))) == 9
+    assert seen[0].isdisjoint(seen[1])
+    assert len(seen[0] | seen[1]) == 9
+    assert steps[0] == steps[1] == 5  # ceil(2 workers x 5 images / 2)
+    if cache:
+        names = os.listdir(tmp_path)
+        assert any("-worker0" in n for n in names)
+        assert any("-worker1" in n for n in names)
+
+
+def _ids_of(dataset):
+    return [int(v) for x, _ in dataset for v in x.numpy()[:, 0, 0, 0]]
+
+
+def test_sharding_with_a_chief_and_resampling(tmp_path, monkeypatch):
+    from kerascnn.core import distribute
+
+    root = _folder(tmp_path / "imgs", per_class=(6, 2, 2))
+    seen, counts = [], []
+    for kind, index in (("chief", 0), ("worker", 0), ("worker", 1)):
+        _tf_config(monkeypatch, kind, index, chief=True)
+        assert distribute.worker_index() == len(seen)  # chief 0, then 1, 2
+        train = resolve_data(root, validation_split=0, test_split=0).train
+        seen.append(set(_ids_of(train.dataset(3, shard=True))))
+        # Resampled: the paths are drawn (the same draw on every worker)
+        # and split before decoding; every worker the same count.
+        labels = np.concatenate([y.numpy() for _, y in train.dataset(
+            3, sampling="oversample", seed=2, shard=True)])
+        counts.append(len(labels))
+    assert all(a.isdisjoint(b) for a, b in ((seen[0], seen[1]),
+                                            (seen[0], seen[2]),
+                                            (seen[1], seen[2])))
+    assert len(set.union(*seen)) == 10
+    assert counts == [6, 6, 6]  # ceil(3 * 6 / 3)
+    _tf_config(monkeypatch, "evaluator", 0, chief=True)
+    with pytest.raises(ValueError, match="Argument `TF_CONFIG` must be"):
+        distribute.worker_index()
+
+
+def test_arrays_and_single_process_stay_data_sharded(tmp_path, monkeypatch):
+    _tf_config(monkeypatch, "worker", 1)
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1) * np.ones(
+        (1, 2, 2, 1), np.uint8)
+    arrays = resolve_data((x, np.arange(10) % 2), validation_split=0,
+                          test_split=0).train
+    dataset = arrays.dataset(4, shuffle=True, seed=0, shard=True)
+    assert _policy(dataset) == tf.data.experimental.AutoShardPolicy.DATA
+    assert len(_ids_of(dataset)) == 10  # tf.distribute keeps each share
+    assert arrays.steps(4, shard=True) == 3
+    monkeypatch.delenv("TF_CONFIG")
+    root = _folder(tmp_path / "imgs", per_class=(2, 2, 2))
+    train = resolve_data(root, validation_split=0, test_split=0).train
+    dataset = train.dataset(4, shard=True)
+    assert _policy(dataset) == tf.data.experimental.AutoShardPolicy.DATA
+    assert len(_ids_of(dataset)) == 6

@@ -88,10 +88,12 @@ def shard(dataset, policy="DATA"):
     """`dataset` with `experimental_distribute.auto_shard_policy` set.
 
     `"DATA"`: every worker of a `MultiWorkerMirroredStrategy` reads every
-    element and keeps its share, so in-memory and file-list pipelines (whose
-    source is not a set of files TensorFlow can split) give each worker
-    different batches. `"OFF"`: every worker sees everything (evaluation on
-    every worker of the whole test split).
+    element and keeps its share, so in-memory pipelines and user streams
+    (whose source is not a set of files TensorFlow can split) give each
+    worker different batches. `"OFF"`: every worker sees everything
+    (evaluation on every worker of the whole test split), or its pipeline is
+    already its own share (a folder's training files, sharded by file in
+    `ImageSource.dataset(shard=True)`).
     """
     import tensorflow as tf
 
@@ -112,10 +114,18 @@ class Pipelines:
 
 
 def pipelines(resolved, global_batch, *, sampling=None, seed=None):
-    """Training (shuffled, resampled), validation and test pipelines."""
+    """Training (shuffled, resampled), validation and test pipelines.
+
+    The training pipeline is this worker's (`ImageSource.dataset(...,
+    shard=True)`): under several workers a folder is sharded by file, each
+    worker decoding only its own files (auto-shard policy `OFF`); arrays and
+    streams are data-sharded (`DATA`). `steps_per_epoch` is the optimizer
+    steps per epoch, the same on every worker. Validation is data-sharded;
+    the test split is read whole by every worker (`OFF`).
+    """
     train = resolved.train.dataset(global_batch, shuffle=True, seed=seed,
-                                   sampling=sampling)
-    steps = resolved.train.steps(global_batch, sampling=sampling)
+                                   sampling=sampling, shard=True)
+    steps = resolved.train.steps(global_batch, sampling=sampling, shard=True)
 
     def _eval(source, policy):
         if source is None:
@@ -124,7 +134,7 @@ def pipelines(resolved, global_batch, *, sampling=None, seed=None):
         batch = global_batch if not size else max(1, min(global_batch, size))
         return shard(source.dataset(batch, shuffle=False), policy)
 
-    return Pipelines(train=shard(train),
+    return Pipelines(train=train,
                      validation=_eval(resolved.validation, "DATA"),
                      test=_eval(resolved.test, "OFF"),
                      steps_per_epoch=steps)
@@ -139,18 +149,17 @@ def predict_source(model, source, batch_size):
     """
     import tensorflow as tf
 
+    from kerascnn.core import distribute
+
     size = source.num_samples
     batch = batch_size if not size else max(1, min(batch_size, size))
     dataset = shard(source.dataset(batch, shuffle=False), "OFF")
-    predict_batch = model.predict_on_batch
-    from kerascnn.core import distribute
-
-    if distribute.num_workers() > 1:
-        # Multi-worker: Keras' predict gathers every worker's results (each
-        # row once per worker); each worker predicts all images itself.
-        step = tf.function(lambda x: model(x, training=False))
-        predict_batch = step
-    elif source.labels is not None:
+    # Multi-worker: Keras' predict gathers every worker's results (each row
+    # once per worker); each worker predicts all images itself. A model of
+    # a MirroredStrategy predicts a stream's batches without repeating them
+    # on every replica (`distribute.batch_predictor`).
+    predict_batch = distribute.batch_predictor(model)
+    if distribute.num_workers() <= 1 and source.labels is not None:
         probs = model.predict(dataset.map(lambda x, y: x), verbose=0)
         return np.asarray(source.labels, np.int64), np.asarray(probs)
     labels, probs = [], []

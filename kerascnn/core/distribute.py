@@ -144,6 +144,57 @@ def task():
     return kind, index
 
 
+def worker_index():
+    """This process's index among the workers that train, `0 .. num_workers() - 1`.
+
+    TensorFlow's numbering of the input pipelines of a
+    `MultiWorkerMirroredStrategy` (`multi_worker_util.id_in_cluster`): the
+    `"chief"` task is 0 and `"worker"` `i` is `i + 1` when the cluster names
+    a chief, else `i`. `0` without `TF_CONFIG` or with a single worker. The
+    training data is sharded by this index (`ImageSource.dataset(shard=True)`).
+    """
+    if num_workers() <= 1:
+        return 0
+    kind, index = task()
+    cluster = tf_config().get("cluster", {})
+    chiefs = len(cluster.get("chief", ()))
+    if kind is None or kind == "chief":
+        return 0
+    if kind != "worker" or index >= len(cluster.get("worker", ())):
+        _validation.fail("TF_CONFIG", 'a "task" naming a "chief" or one of '
+                         'the cluster\'s "worker" entries to read its share '
+                         "of the training data", tf_config().get("task"))
+    return index + chiefs
+
+
+def batch_predictor(model):
+    """A function `batch -> model outputs` (NumPy) correct under any strategy.
+
+    `model.predict_on_batch` for a model on the default strategy. A model
+    built in a `MirroredStrategy` scope would run the whole batch on every
+    replica and concatenate the copies in `predict_on_batch` (and, under
+    several workers, gather every worker's copy); for such a model, and for
+    any model in a multi-worker process, the model is called in inference
+    mode in a `tf.function` on this process's device, reading the mirrored
+    variables' values, with no collective step.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    if num_workers() <= 1 and (strategy is None
+                               or num_replicas(strategy) <= 1):
+        return model.predict_on_batch
+    import tensorflow as tf
+
+    step = tf.function(lambda x: model(x, training=False),
+                       reduce_retracing=True)
+
+    def predict(batch):
+        import keras
+
+        return keras.tree.map_structure(np.asarray, step(batch))
+
+    return predict
+
+
 def is_chief():
     """True for the one process that writes exports, plots and reports.
 

@@ -50,8 +50,11 @@ INTERFACE (fixed; the workflows are written against it):
 
 Additions beyond the fixed interface: `ImageSource.sample_dataset(...)`
 (the bounded sample as batches, what `normalization_layer(source)` adapts
-on), `steps(..., drop_remainder=False)`, `ImageSource.fingerprint`, and the
-`interpolation` and `scan_workers` arguments of `resolve_data`.
+on), `steps(..., drop_remainder=False)`, `dataset(..., shard=False)` and
+`steps(..., shard=False)` (this worker's training pipeline under a
+multi-worker `TF_CONFIG`: a folder sharded by file, arrays and streams by
+data), `ImageSource.fingerprint`, and the `interpolation` and
+`scan_workers` arguments of `resolve_data`.
 
 How each kind is resolved:
 
@@ -62,9 +65,11 @@ How each kind is resolved:
   `on_error="skip"`; sizes and modes read from the headers), split
   stratified on the file list, and streamed: shuffled paths ->
   parallel TensorFlow decode and resize -> optional cache -> batch ->
-  prefetch. `image_size=None` takes the images' common size (an error
-  names two files of different sizes otherwise); `color_mode=None` is
-  grayscale when every image is, else RGB.
+  prefetch. Under a multi-worker `TF_CONFIG`, the training pipeline
+  (`dataset(..., shard=True)`) of each worker holds only its share of the
+  file list, sharded before decoding. `image_size=None` takes the images'
+  common size (an error names two files of different sizes otherwise);
+  `color_mode=None` is grayscale when every image is, else RGB.
 - A `tf.data.Dataset` (images of rank 4 are batched, rank 3 with scalar
   labels is not) or a `PyDataset` is read once for its labels (one pass
   over the stream, for the class count, the per-class counts and the label
@@ -183,18 +188,42 @@ class ImageSource:
             return int(len(present) * present.min())
         return int(self.num_samples)
 
-    def steps(self, batch_size, sampling=None, drop_remainder=False):
-        """Batches per epoch of `dataset(batch_size, sampling=...)`."""
+    def steps(self, batch_size, sampling=None, drop_remainder=False,
+              shard=False):
+        """Batches per epoch of `dataset(batch_size, sampling=...)`.
+
+        With `shard=True`: the optimizer steps per epoch of a run in which
+        every worker reads `dataset(batch_size, shard=True)` with
+        `batch_size` the global batch, the same number on every worker.
+        For a folder sharded by file under `W` workers, each worker's
+        pipeline holds `ceil(n / W)` images (see `dataset`), and
+        `tf.distribute` spreads each of its batches of the global size over
+        `W` steps, so this is `ceil(W * ceil(n / W) / batch_size)`
+        (`ceil(n / batch_size)` whenever the global batch is a multiple of
+        `W`, as `batch_size x replicas` is); with `drop_remainder`,
+        `W * (ceil(n / W) // batch_size)`. Otherwise as without `shard`.
+        """
         batch_size = _validation.check_positive_int("batch_size", batch_size)
         epoch = self._epoch(sampling)
+        share = self._worker_share(shard, sampling)
+        if share is not None:
+            workers, _, per_worker = share
+            if drop_remainder:
+                return workers * (per_worker // batch_size)
+            return -(-(workers * per_worker) // batch_size)
         if drop_remainder:
             return epoch // batch_size
         return -(-epoch // batch_size)
 
+    def _worker_share(self, shard, sampling):
+        """`(workers, index, images per worker)` when this worker's pipeline
+        holds only its share of the files, else `None`."""
+        return None
+
     # -- pipelines --------------------------------------------------------
 
     def dataset(self, batch_size, *, shuffle=False, seed=None, sampling=None,
-                repeat=False, drop_remainder=False):
+                repeat=False, drop_remainder=False, shard=False):
         """Batched `tf.data.Dataset` of `(float32 pixels, int64 labels)`.
 
         Args:
@@ -206,6 +235,21 @@ class ImageSource:
                 Defaults to `None`.
             repeat: Boolean, repeat forever. Defaults to `False`.
             drop_remainder: Boolean. Defaults to `False`.
+            shard: Boolean: the training pipeline of this worker of a
+                multi-worker run (`TF_CONFIG` naming several workers;
+                `batch_size` is then the global batch). A folder's file
+                list is sharded before decoding (`Dataset.shard(W, i)`, `i`
+                from `kerascnn.core.distribute.worker_index()`), so each
+                worker decodes only its own files, and the dataset's
+                auto-shard policy is `OFF` so that `tf.distribute` does not
+                shard it again. Every worker reads `ceil(n / W)` images per
+                epoch: a worker whose share is one image short repeats one
+                of its own (`repeat().take(...)`), so that every worker runs
+                the same number of steps (`steps(..., shard=True)`) and
+                every image is read each epoch. Resampling with a `cache`
+                is not sharded by file. Arrays and streams, and any source
+                in a single process, get auto-shard policy `DATA`. Defaults
+                to `False`.
         """
         import tensorflow as tf
         from kerascnn.data.pipeline import _check_sampling, _check_seed
@@ -216,16 +260,28 @@ class ImageSource:
         repeat = _validation.check_bool("repeat", repeat)
         drop_remainder = _validation.check_bool("drop_remainder",
                                                 drop_remainder)
+        shard = _validation.check_bool("shard", shard)
         batch_size = _check_batch(batch_size, self._epoch(sampling),
                                   drop_remainder)
-        dataset = self._elements(shuffle or sampling is not None, seed,
-                                 sampling)
+        share = self._worker_share(shard, sampling)
+        if share is None:
+            dataset = self._elements(shuffle or sampling is not None, seed,
+                                     sampling)
+        else:
+            dataset = self._elements(shuffle or sampling is not None, seed,
+                                     sampling, share=share)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder,
                                 num_parallel_calls=tf.data.AUTOTUNE)
         dataset = self._finish_batches(dataset)
         if repeat:
             dataset = dataset.repeat()
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        if shard:
+            from kerascnn.core.data import shard as with_policy
+
+            dataset = with_policy(dataset,
+                                  "DATA" if share is None else "OFF")
+        return dataset
 
     def _finish_batches(self, dataset):
         return dataset
@@ -283,15 +339,22 @@ class ArraySource(ImageSource):
         self.fingerprint = digest.hexdigest()[:16]
 
     def dataset(self, batch_size, *, shuffle=False, seed=None, sampling=None,
-                repeat=False, drop_remainder=False):
+                repeat=False, drop_remainder=False, shard=False):
         from kerascnn.data.pipeline import make_dataset
 
+        shard = _validation.check_bool("shard", shard)
         batch_size = _check_batch(batch_size, self._epoch(sampling),
                                   bool(drop_remainder))
-        return make_dataset(self.images, self.labels, batch_size=batch_size,
-                            shuffle=bool(shuffle) or sampling is not None,
-                            sampling=sampling, seed=seed, cache=False,
-                            repeat=repeat, drop_remainder=drop_remainder)
+        dataset = make_dataset(self.images, self.labels,
+                               batch_size=batch_size,
+                               shuffle=bool(shuffle) or sampling is not None,
+                               sampling=sampling, seed=seed, cache=False,
+                               repeat=repeat, drop_remainder=drop_remainder)
+        if shard:  # in memory: every worker keeps its share of each batch
+            from kerascnn.core.data import shard as with_policy
+
+            dataset = with_policy(dataset, "DATA")
+        return dataset
 
     def _sample_batches(self, index, batch_size):
         import tensorflow as tf
@@ -388,6 +451,33 @@ class FileSource(ImageSource):
             return ""
         return f"{self.cache}.{self.split}-{self.fingerprint}{suffix}"
 
+    def _worker_share(self, shard, sampling):
+        if not shard or (sampling is not None and self.cache is not None):
+            return None
+        from kerascnn.core import distribute
+
+        workers = distribute.num_workers()
+        if workers <= 1:
+            return None
+        return (workers, distribute.worker_index(),
+                -(-self._epoch(sampling) // workers))
+
+    @staticmethod
+    def _own_share(dataset, count, share):
+        """This worker's elements of `dataset` (`count` of them, in order),
+        then repeated up to the `share`'s images per worker."""
+        workers, index, per_worker = share
+        dataset = dataset.shard(workers, index)
+        return dataset, len(range(index, count, workers)), per_worker
+
+    @staticmethod
+    def _pad(dataset, own, per_worker):
+        if own >= per_worker:
+            return dataset
+        # One image short of the others: read one of its own again, so that
+        # every worker runs the same number of steps.
+        return dataset.repeat().take(per_worker)
+
     def _slices(self, index=None):
         import tensorflow as tf
 
@@ -400,24 +490,32 @@ class FileSource(ImageSource):
         item = 4 * int(np.prod(self.image_shape))
         return max(16, min(_SHUFFLE_ELEMENTS, _SHUFFLE_BYTES // item))
 
-    def _elements(self, shuffle, seed, sampling):
+    def _elements(self, shuffle, seed, sampling, share=None):
         import tensorflow as tf
         from kerascnn.data.pipeline import sample_classes
 
         load, n = self._load(), self.num_samples
         decode = dict(num_parallel_calls=tf.data.AUTOTUNE)
         if sampling is None:
-            dataset = self._slices()
+            dataset, suffix = self._slices(), ""
+            if share is not None:
+                # The file list is split before anything is decoded.
+                dataset, n, per_worker = self._own_share(dataset, n, share)
+                suffix = f"-worker{share[1]}"
             if self.cache is None:
                 if shuffle:
                     dataset = dataset.shuffle(n, seed=seed,
                                               reshuffle_each_iteration=True)
-                return dataset.map(load, **decode)
-            dataset = dataset.map(load, **decode).cache(self._cache_file(""))
-            if shuffle:
-                dataset = dataset.shuffle(min(n, self._shuffle_buffer()),
-                                          seed=seed,
-                                          reshuffle_each_iteration=True)
+                dataset = dataset.map(load, **decode)
+            else:
+                dataset = dataset.map(load, **decode).cache(
+                    self._cache_file(suffix))
+                if shuffle:
+                    dataset = dataset.shuffle(min(n, self._shuffle_buffer()),
+                                              seed=seed,
+                                              reshuffle_each_iteration=True)
+            if share is not None:
+                dataset = self._pad(dataset, n, per_worker)
             return dataset
         classes = np.flatnonzero(self._counts)
         streams = []
@@ -431,8 +529,15 @@ class FileSource(ImageSource):
             streams, self._counts[classes], sampling, seed,
             shuffle_buffer=None if self.cache is None
             else self._shuffle_buffer())
+        if share is not None:
+            # No cache (see `_worker_share`): the resampled paths are split
+            # before anything is decoded.
+            dataset, own, per_worker = self._own_share(
+                dataset, self._epoch(sampling), share)
         if self.cache is None:
             dataset = dataset.map(load, **decode)
+        if share is not None:
+            dataset = self._pad(dataset, own, per_worker)
         return dataset
 
     def _sample_batches(self, index, batch_size):

@@ -71,7 +71,9 @@ def extract_features(feature_model, images, batch_size=64, verbose=0,
     What it adds to Keras: `model.predict` on the arrays or the stream, plus
     the labels read from the same stream, several outputs kept apart, an
     optional augmentation applied before the model (`copies` augmented
-    copies of every image), and a `keras.utils.Progbar` when `verbose`.
+    copies of every image), a `keras.utils.Progbar` when `verbose`, and
+    one row per image for a model built in a `tf.distribute` scope
+    (`kerascnn.core.distribute.batch_predictor`).
 
     Args:
         feature_model: A Keras model (one or several outputs).
@@ -96,6 +98,11 @@ def extract_features(feature_model, images, batch_size=64, verbose=0,
     if copies and augment is None:
         _validation.fail("augment", "an augmentation layer when copies > 0",
                          augment)
+    from kerascnn.core import distribute
+
+    # Not `predict_on_batch` for a model of a MirroredStrategy: it would
+    # return every row once per replica.
+    predict = distribute.batch_predictor(feature_model)
     outputs, labels = None, []
     rounds = []
     for copy in range(copies + 1):
@@ -109,7 +116,7 @@ def extract_features(feature_model, images, batch_size=64, verbose=0,
             batch = batch.astype("float32")
             if copy:
                 batch = np.asarray(augment(batch, training=True))
-            out = feature_model.predict_on_batch(batch)
+            out = predict(batch)
             if not isinstance(out, (list, tuple)):
                 out = [out]
             if parts is None:
