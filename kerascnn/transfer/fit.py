@@ -1,12 +1,15 @@
 """One call that applies the transfer table: `kerascnn.transfer.fit`."""
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
 
 from kerascnn import _validation
+from kerascnn.core import data as core_data
 from kerascnn.core import distribute
+from kerascnn.core import trainer
 from kerascnn.core.callbacks import early_stopping
 from kerascnn.core.compile import compile_classifier
 from kerascnn.core.results import Result
@@ -47,6 +50,15 @@ class TransferResult(Result):
         augment: The augmentation preset used for the head's features
             (`"none"` when none).
         copies: Augmented copies per training image.
+        strategy: One line naming the `tf.distribute` strategy the Keras
+            phases (Dense head and fine-tuning) ran under, its workers,
+            replicas and batch (`kerascnn.core.distribute.describe_strategy`;
+            not `plan.strategy`, the transfer recipe); `None` for the
+            small-target plans, which do not distribute.
+        replicas: Replicas of that strategy (`1` for the small-target
+            plans).
+        batch_size: Global batch of the Keras phases (per replica x
+            replicas), or `None` for the small-target plans.
     """
 
     model: object
@@ -58,6 +70,9 @@ class TransferResult(Result):
     probe: object = None
     augment: str = "none"
     copies: int = 0
+    strategy: str = None
+    replicas: int = 1
+    batch_size: int = None
 
     def summary_lines(self):
         lines = self.plan.summary().splitlines()
@@ -76,6 +91,9 @@ class TransferResult(Result):
                 lines.append(f"Linear classifier by block ({how}): {scores}"
                              f" -> {self.probe.best_block}, C="
                              f"{self.probe.C:g}")
+        if self.strategy is not None and not self.strategy.startswith(
+                "default strategy"):
+            lines.append(f"Trained with {self.strategy}.")
         if self.cv_accuracy is not None:
             lines.append(f"Cross-validated accuracy: {self.cv_accuracy:.4f}")
         if self.val_accuracy is not None:
@@ -87,7 +105,9 @@ class TransferResult(Result):
                 "val_accuracy": self.val_accuracy,
                 "cv_accuracy": self.cv_accuracy, "augment": self.augment,
                 "copies": self.copies,
-                "best_block": getattr(self.probe, "best_block", None)}
+                "best_block": getattr(self.probe, "best_block", None),
+                "strategy": self.strategy,
+                "replicas": self.replicas, "batch_size": self.batch_size}
 
 
 def _is_stream_kind(x):
@@ -203,7 +223,8 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         batch_size=32, patience=5, learning_rate=1e-3, head_epochs=200,
         head_patience=20, augment="auto", copies="auto", callbacks=None,
         precision=None, jit_compile="auto", steps_per_execution=1,
-        image_size=None, seed=0, verbose=0, **recommend_kwargs):
+        image_size=None, seed=0, verbose=0, strategy="auto",
+        **recommend_kwargs):
     """Chooses the transfer plan for the data, runs it, returns the model.
 
     Steps: check the data; `recommend` the cell and plan from all the
@@ -222,7 +243,8 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
 
     What it adds to Keras: the decision of what to freeze, the choice of
     block and regularization without a validation split, and the whole
-    multi-phase fine-tuning recipe of the Keras guide in one call.
+    multi-phase fine-tuning recipe of the Keras guide in one call, on one
+    device, several GPUs or several machines (`strategy`).
 
     Args:
         backbone: A `Backbone`, a registry name (built for the images'
@@ -246,7 +268,9 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         weights: Weights of a registry backbone: `"imagenet"`, `None` or a
             file. Defaults to `"imagenet"`.
         epochs: Most epochs per end-to-end phase. Defaults to `30`.
-        batch_size: Defaults to `32` (capped at the training images).
+        batch_size: Batch size per replica of the Keras phases (the global
+            batch is `batch_size x replicas`), capped so that the global
+            batch fits the training images. Defaults to `32`.
         patience: Early-stopping patience (epochs). Defaults to `5`.
         learning_rate: The head's learning rate. Defaults to `1e-3`.
         head_epochs: Most epochs of the Dense head on cached features
@@ -274,7 +298,26 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         seed: Seed of the split, the folds and the augmentation. Defaults
             to `0`.
         verbose: Keras verbosity; `1` also shows a progress bar on feature
-            extraction. Defaults to `0`.
+            extraction and prints the strategy line. Defaults to `0`.
+        strategy: `"auto"` (`MultiWorkerMirroredStrategy` when `TF_CONFIG`
+            names several workers, `MirroredStrategy` over several GPUs,
+            else the strategy in scope), `None` (the strategy in scope) or a
+            `tf.distribute.Strategy`, as in `kerascnn.training.fit`
+            (`kerascnn.core.distribute`). The fine-tuning plans create
+            every variable in its scope: a registry name or a Keras model
+            is built there (after `recommend` when no `plan` is given:
+            once outside to measure the data, once in the scope), a given
+            `Backbone` is cloned into it (blocks, names and weights kept)
+            when the strategy is not the one in scope; the head and the
+            end-to-end model are built and compiled there, with the global
+            batch. The cached-feature pass reads every training image on
+            every worker; the head's and fine-tuning batches are sharded,
+            each worker training on different ones (a folder by file, each
+            worker decoding only its own files; arrays and streams by
+            data). The small-target plans (linear probe, linear head) fit a
+            scikit-learn classifier on one pass of features and do not
+            distribute: every worker computes the same result. Defaults to
+            `"auto"`.
         **recommend_kwargs: Passed to `recommend` (`large_threshold`,
             `cosine_threshold`, `distance_threshold`, `head`, `lr_decay`,
             `gradual_unfreeze_every`, `similar`, `large`, ...).
@@ -303,23 +346,37 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         _validation.fail("callbacks", "a list of keras.callbacks.Callback",
                          callbacks)
     callbacks = list(callbacks or [])
+    verbose = _validation.check_int("verbose", verbose, 0, 2)
+    # Before any other TensorFlow op (MultiWorkerMirroredStrategy needs it).
+    strategy = distribute.resolve_strategy(strategy)
     policy = distribute.resolve_precision(precision)
     jit_compile = distribute.check_jit_compile(jit_compile)
     steps_per_execution = distribute.check_steps_per_execution(
         steps_per_execution)
-    verbose = _validation.check_int("verbose", verbose, 0, 2)
     if plan is not None and not isinstance(plan, plan_lib.TransferPlan):
         _validation.fail("plan", "a TransferPlan from recommend()", plan)
+    if not isinstance(backbone, (str, keras.Model, registry.Backbone)):
+        _validation.fail("backbone", "a Backbone, a registry name or a Keras "
+                         "model", backbone)
     x, y, source, num_classes, validation_data, val_source = _resolve(
         x, y, validation_data, image_size, seed)
     input_shape = tuple(x.shape[1:]) if source is None else tuple(
         source.image_shape)
-    if isinstance(backbone, (str, keras.Model)):
-        backbone = registry.get_backbone(backbone, input_shape=input_shape,
-                                         weights=weights)
-    elif not isinstance(backbone, registry.Backbone):
-        _validation.fail("backbone", "a Backbone, a registry name or a Keras "
-                         "model", backbone)
+    import tensorflow as tf
+
+    # Variables of the Keras phases must be created in the strategy's scope.
+    clone = strategy is not tf.distribute.get_strategy()
+    given = backbone if isinstance(backbone, (str, keras.Model)) else None
+    in_scope = not clone
+    if given is not None:
+        if clone and plan is not None and not _is_small(plan):
+            with strategy.scope():
+                backbone = registry.get_backbone(
+                    given, input_shape=input_shape, weights=weights)
+            in_scope = True
+        else:
+            backbone = registry.get_backbone(given, input_shape=input_shape,
+                                             weights=weights)
     if input_shape != backbone.input_shape:
         shape = ", ".join(map(str, backbone.input_shape))
         _validation.fail("x", f"images of shape (n, {shape}) for backbone "
@@ -342,12 +399,19 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         plan = plan_lib.recommend(
             backbone, plan_images, plan_labels, source_images=source_images,
             learning_rate=learning_rate, **recommend_kwargs)
-    small = plan.strategy in ("linear_probe", "linear_head") and (
-        plan.head != "dense")
+    small = _is_small(plan)
+    if not small and not in_scope:
+        backbone = _backbone_in_scope(strategy, backbone, given, input_shape,
+                                      weights)
     history, probe, cv_accuracy, val_accuracy = {}, None, None, None
-    preset, count = "none", 0
+    preset, count, run = "none", 0, None
     blocks_lib.freeze_backbone(backbone)
     if small:
+        if verbose and (distribute.num_replicas(strategy) > 1
+                        or distribute.num_workers() > 1):
+            print(f"transfer.fit: the {plan.strategy} plan fits a linear "
+                  "classifier on one pass of features and does not "
+                  "distribute; every worker computes the same result.")
         if source is not None:
             x, y = _small_arrays(source)
         if val_source is not None:
@@ -373,15 +437,55 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         if not count:
             preset = "none"
     else:
-        model, history, val_accuracy = _fine_tune(
+        model, history, val_accuracy, run = _fine_tune(
             backbone, plan, x, y, source, validation_data, val_source,
             validation_split, seed, epochs, batch_size, patience,
             head_epochs, head_patience, callbacks, policy, jit_compile,
-            steps_per_execution, verbose)
+            steps_per_execution, verbose, strategy)
     return TransferResult(model=model, plan=plan, backbone=backbone,
                           history=history, val_accuracy=val_accuracy,
                           cv_accuracy=cv_accuracy, probe=probe,
-                          augment=preset, copies=count)
+                          augment=preset, copies=count,
+                          strategy=None if run is None else run.description,
+                          replicas=1 if run is None else run.replicas,
+                          batch_size=None if run is None
+                          else run.global_batch_size)
+
+
+def _is_small(plan):
+    """The plans that fit a scikit-learn classifier (no Keras training)."""
+    return plan.strategy in ("linear_probe", "linear_head") and (
+        plan.head != "dense")
+
+
+def _backbone_in_scope(strategy, backbone, given, input_shape, weights):
+    """`backbone` again, its variables created in `strategy`'s scope.
+
+    A registry name or a Keras model (`given`) is built again there; a
+    `Backbone` is cloned: the same layers (names, so its blocks and the
+    discriminative learning rates still apply), weights and trainable
+    flags, and a fresh preprocessing layer.
+    """
+    with strategy.scope(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # notes said once
+        if given is not None:
+            return registry.get_backbone(given, input_shape=input_shape,
+                                         weights=weights)
+        base = keras.models.clone_model(backbone.base)
+        base.set_weights(backbone.base.get_weights())
+        base.trainable = backbone.base.trainable
+        for layer, copy in zip(blocks_lib._iter_layers(backbone.base),
+                               blocks_lib._iter_layers(base)):
+            copy.trainable = layer.trainable
+        preprocessing = type(backbone.preprocessing).from_config(
+            backbone.preprocessing.get_config())
+        clone = registry.Backbone(backbone.name, base, preprocessing,
+                                  backbone.input_shape, backbone.blocks,
+                                  spec=backbone.spec, notes=backbone.notes)
+    for block in clone.blocks:
+        for name in block.layers:
+            base.get_layer(name)  # a block naming a lost layer fails here
+    return clone
 
 
 def _accuracy(model, x, y, batch_size=256):
@@ -392,8 +496,11 @@ def _accuracy(model, x, y, batch_size=256):
 def _fine_tune(backbone, plan, x, y, source, validation_data, val_source,
                validation_split, seed, epochs, batch_size, patience,
                head_epochs, head_patience, callbacks, policy, jit_compile,
-               steps_per_execution, verbose):
-    """The Dense head on cached features, then fine-tuning phases."""
+               steps_per_execution, verbose, strategy):
+    """The Dense head on cached features, then fine-tuning phases.
+
+    Returns `(model, history, val_accuracy, StrategyPlan)`.
+    """
     split = 0.2 if validation_split == "auto" else validation_split
     if source is None:
         if validation_data is None and val_source is None:
@@ -412,42 +519,65 @@ def _fine_tune(backbone, plan, x, y, source, validation_data, val_source,
         train = source
     val = val_source if val_source is not None else _ArraySource(
         *validation_data)
-    batch_size = min(batch_size, train.num_samples or batch_size)
+    num_train = train.num_samples
+    replicas = distribute.num_replicas(strategy)
+    # Capped so that the global batch fits the training images.
+    per_replica = min(batch_size, max(1, (num_train or batch_size
+                                          * replicas) // replicas))
+    run = trainer.setup_strategy(strategy, per_replica, num_train,
+                                 verbose=verbose)
+    global_batch = run.global_batch_size
     history = {}
+    # One row per image on every worker (not sharded): the features of the
+    # whole training split, computed once.
     pooled = feature_cache.pooled_feature_model(backbone)
     train_features, y_train = feature_cache.extract_features(
         pooled, _stream(train), verbose=verbose, return_labels=True)
     val_features, y_val = feature_cache.extract_features(
         pooled, _stream(val), verbose=verbose, return_labels=True)
     num_classes = int(max(y_train.max(), y_val.max())) + 1
-    head = feature_cache.build_head(train_features.shape[-1], num_classes)
-    compile_classifier(head, learning_rate=plan.head_learning_rate,
-                       jit_compile=jit_compile, steps_per_execution=max(
-                           1, -(-len(train_features) // batch_size)))
+    # The same shuffles on every worker, so that data sharding partitions.
+    keras.utils.set_random_seed(seed)
+    # The head's steps are tiny: a whole epoch per call, on one replica.
+    # (Keras 3.15 fails several steps per call under a MirroredStrategy:
+    # "You must feed a value for placeholder tensor".)
+    head_steps = max(1, -(-len(train_features) // global_batch))
+    if run.replicas > 1 or distribute.num_workers() > 1:
+        head_steps = 1
+    with strategy.scope():
+        head = feature_cache.build_head(train_features.shape[-1],
+                                        num_classes)
+        compile_classifier(head, learning_rate=plan.head_learning_rate,
+                           jit_compile=jit_compile,
+                           steps_per_execution=head_steps)
     head_callbacks = list(callbacks)
     if head_patience:
         head_callbacks.append(early_stopping(head_patience))
+    # Arrays: Keras shards them by data across workers.
     result = head.fit(train_features, y_train,
                       validation_data=(val_features, y_val),
-                      epochs=head_epochs, batch_size=batch_size,
+                      epochs=head_epochs, batch_size=global_batch,
                       callbacks=head_callbacks, verbose=verbose)
     history["head"] = dict(result.history)
-    with distribute.precision_scope(policy):
+    with strategy.scope(), distribute.precision_scope(policy):
         model = feature_cache.assemble(backbone, head)
-    train_ds = train.dataset(batch_size, shuffle=True, seed=seed)
-    val_ds = _stream(val, batch_size)
+    # This worker's batches: a folder sharded by file, arrays by data.
+    train_ds = train.dataset(global_batch, shuffle=True, seed=seed,
+                             shard=True)
+    val_ds = core_data.shard(_stream(val, global_batch), "DATA")
     for phase in plan.phases:
         if phase.cached:
             continue
         blocks_lib.set_trainable_blocks(backbone, phase.trainable_blocks)
-        optimizer = keras.optimizers.Adam(phase.learning_rate)
-        if plan.lr_decay is not None:
-            optimizer = discriminative.discriminative_optimizer(
-                optimizer, plan_lib.block_lr_multipliers(
-                    backbone, phase.trainable_blocks, plan.lr_decay))
-        compile_classifier(model, optimizer=optimizer,
-                           jit_compile=jit_compile,
-                           steps_per_execution=steps_per_execution)
+        with strategy.scope():
+            optimizer = keras.optimizers.Adam(phase.learning_rate)
+            if plan.lr_decay is not None:
+                optimizer = discriminative.discriminative_optimizer(
+                    optimizer, plan_lib.block_lr_multipliers(
+                        backbone, phase.trainable_blocks, plan.lr_decay))
+            compile_classifier(model, optimizer=optimizer,
+                               jit_compile=jit_compile,
+                               steps_per_execution=steps_per_execution)
         gradual = phase.name.startswith("unfreeze-")
         phase_callbacks = list(callbacks)
         if not gradual and patience:
@@ -458,11 +588,12 @@ def _fine_tune(backbone, plan, x, y, source, validation_data, val_source,
             callbacks=phase_callbacks, verbose=verbose,
             shuffle=False)  # the stream is shuffled already
         history[phase.name] = dict(result.history)
-    compile_classifier(model, learning_rate=plan.head_learning_rate)
-    predictions, labels = feature_cache.extract_features(
-        model, _stream(val), return_labels=True)
-    val_accuracy = float(np.mean(predictions.argmax(-1) == labels))
-    return model, history, val_accuracy
+    with strategy.scope():
+        compile_classifier(model, learning_rate=plan.head_learning_rate)
+    labels, probabilities = core_data.predict_source(model, val,
+                                                     global_batch)
+    val_accuracy = float(np.mean(probabilities.argmax(-1) == labels))
+    return model, history, val_accuracy, run
 
 
 class _ArraySource:
@@ -471,12 +602,15 @@ class _ArraySource:
     def __init__(self, x, y):
         self.x, self.y = np.asarray(x, "float32"), np.asarray(y, "int64")
         self.num_samples = len(self.y)
+        self.labels = self.y
 
-    def dataset(self, batch_size, shuffle=False, seed=None):
+    def dataset(self, batch_size, shuffle=False, seed=None, shard=False):
         from kerascnn.data.pipeline import make_dataset
 
-        return make_dataset(self.x, self.y, batch_size=batch_size,
-                            shuffle=shuffle, seed=seed)
+        dataset = make_dataset(self.x, self.y, batch_size=batch_size,
+                               shuffle=shuffle, seed=seed)
+        # In memory: every worker keeps its share of each global batch.
+        return core_data.shard(dataset, "DATA") if shard else dataset
 
 
 def _stream(source, batch_size=64):
