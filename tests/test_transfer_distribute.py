@@ -1,8 +1,13 @@
-"""`transfer.fit(strategy=...)` under `tf.distribute`.
+"""`transfer.fit(strategy=...)` and `kerascnn transfer` under `tf.distribute`.
 
 A 2-replica `MirroredStrategy` over the two logical CPUs of conftest.py
-stands for several GPUs. Backbones are tiny own models on 16x16x1 images.
+stands for several GPUs; `TF_CONFIG` is set with monkeypatch (no second
+process) for what a non-chief worker of the CLI writes. Backbones are tiny
+own models on 16x16x1 images.
 """
+
+import json
+import os
 
 import keras
 import numpy as np
@@ -10,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from kerascnn import transfer
+from kerascnn.cli import main
 from kerascnn.transfer import registry
 
 
@@ -151,3 +157,93 @@ def test_bad_strategy_is_named_before_any_work(monkeypatch):
         transfer.fit("resnet50", "no/such/folder", strategy="bogus")
     with pytest.raises(ValueError, match="Received: strategy=3"):
         transfer.fit("resnet50", "no/such/folder", strategy=3)
+
+
+# -- the CLI ------------------------------------------------------------------
+
+
+def _folder(root, size=20, per_class=6):
+    """3 classes of RGB PNGs of `size`, a bright band per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        os.makedirs(root / f"class{c}")
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            pixels[c * 6:c * 6 + 6] += 150
+            Image.fromarray(pixels).save(root / f"class{c}" / f"{i}.png")
+    return str(root)
+
+
+@pytest.fixture
+def cli_inputs(tmp_path, monkeypatch):
+    from kerascnn import datasets
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("kerascnn transfer loaded the data into memory")
+
+    monkeypatch.setattr(datasets, "load", no_loading)
+    source = str(tmp_path / "source.keras")
+    _source(batchnorm=True).save(source)
+    return _folder(tmp_path / "photos"), source
+
+
+def _cli(folder, source, export_dir, *extra):
+    return main(["transfer", "--data", folder, "--backbone", source,
+                 "--image-size", "16", "--color-mode", "grayscale",
+                 "--test-split", "0.25", "--augment", "none",
+                 "--export", "photos_tx", "--export-dir", str(export_dir),
+                 *extra])
+
+
+def test_cli_streams_a_folder_and_fine_tunes(tmp_path, cli_inputs, capsys,
+                                            monkeypatch):
+    from kerascnn.core import data as core_data
+
+    folder, source = cli_inputs
+    evaluated = []
+    predict_source = core_data.predict_source
+
+    def spy(model, source, batch_size):
+        evaluated.append(source)
+        return predict_source(model, source, batch_size)
+
+    monkeypatch.setattr(core_data, "predict_source", spy)
+    # 18 images resized from 20x20 RGB: a "large" target, so the plan
+    # fine-tunes on a streamed validation split of the training files.
+    code = _cli(folder, source, tmp_path / "exports", "--large-threshold",
+                "1", "--epochs", "1", "--head-epochs", "2")
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "Strategy: fine_tune" in out and "Test accuracy: " in out
+    assert "Exported to" in out
+    kinds = {(s.kind, s.num_samples) for s in evaluated}
+    assert ("files", 5) in kinds  # the test split, read from its files
+    assert ("files", 3) in kinds  # the validation split
+    export = tmp_path / "exports" / "photos_tx"
+    assert "test_accuracy" in (export / "metadata.json").read_text()
+    assert os.path.isdir(export / "saved_model")
+
+
+def test_cli_non_chief_worker_writes_nothing(tmp_path, cli_inputs, capsys,
+                                             monkeypatch):
+    from kerascnn.core import distribute
+
+    folder, source = cli_inputs
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"worker": ["127.0.0.1:2000", "127.0.0.1:2001"]},
+        "task": {"type": "worker", "index": 1}}))
+    # No second process: the strategy "auto" would start is this process's.
+    monkeypatch.setattr(distribute, "multi_worker_mirrored_strategy",
+                        tf.distribute.get_strategy)
+    # Not an export: the chief would refuse it before training; this worker
+    # neither checks nor touches it.
+    taken = tmp_path / "exports" / "photos_tx"
+    taken.mkdir(parents=True)
+    (taken / "notes.txt").write_text("mine")
+    assert _cli(folder, source, tmp_path / "exports") == 0
+    out = capsys.readouterr().out
+    assert "Test accuracy: " in out and "Exported to" not in out
+    assert sorted(os.listdir(tmp_path / "exports")) == ["photos_tx"]
+    assert os.listdir(taken) == ["notes.txt"]

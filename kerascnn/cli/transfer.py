@@ -3,14 +3,28 @@
 Prints the cell it chose and why (size from images per class, similarity
 from mean features), runs the plan with `kerascnn.transfer.fit`, reports the
 test accuracy and exports a verified SavedModel that takes raw pixels.
-"""
 
-import os
+The data streams: `--data` is resolved with
+`kerascnn.data.sources.resolve_data` (a folder is listed and split on its
+file list, never held in memory whole), the plan is measured on a bounded
+sample, the splits go to `transfer.fit` as `ImageSource`s and the test split
+is evaluated batch by batch. Under `TF_CONFIG` with several workers, every
+worker runs the same command (`transfer.fit(strategy="auto")`) and only the
+chief checks and writes the export.
+"""
 
 import numpy as np
 
 from kerascnn import _validation
 from kerascnn.cli import _common
+
+#: Images of the training split (and of --source-data) the plan's
+#: similarity is measured on: a bounded sample, whatever the data's size.
+PLAN_SAMPLE = 2048
+
+#: `--validation-split` of the fine-tuning plans when not given (a fraction
+#: of the images left after the test split), as `transfer.fit`'s "auto".
+FINE_TUNE_VALIDATION_SPLIT = 0.2
 
 
 def register(subparsers):
@@ -26,9 +40,11 @@ def register(subparsers):
             "and the reasons, train the plan (frozen head on cached "
             "features, linear probe over stages, or fine-tuning the top "
             "blocks at 1/10 learning rate) and export a SavedModel. --data "
-            "is 'mnist5k', 'digits' or a folder of class sub-folders; "
-            "--backbone a registry name (see --list) or a .keras model to "
-            "transfer from."),
+            "is 'mnist5k', 'digits' or a folder of class sub-folders "
+            "(streamed: never held in memory whole); --backbone a registry "
+            "name (see --list) or a .keras model to transfer from. Under "
+            "TF_CONFIG every worker runs the same command and only the "
+            "chief writes the export."),
         example="kerascnn transfer --data photos/ --backbone mobilenetv2 "
                 "--image-size 96 --export photos_mnv2")
     parser.add_argument("--data", default=None,
@@ -118,15 +134,32 @@ def _precision_options():
     return PRECISION_OPTIONS
 
 
-def _load(source, args):
-    from kerascnn import datasets
+def _resolve(data, args, validation_split=0.0, test_split=0.0, name="data"):
+    """`resolve_data` with the command's folder options; streamed splits.
 
-    if isinstance(source, str) and os.path.isdir(source):
-        kwargs = {"color_mode": args.color_mode}
-        if args.image_size:
-            kwargs["image_size"] = args.image_size
-        return datasets.load(source, **kwargs)
-    return datasets.load(source)
+    `validation_split` is a fraction of the images left after the test
+    split (as `--validation-split` says), turned into the fraction of all
+    images that `resolve_data` takes; the test split does not depend on it.
+    """
+    from kerascnn.data.sources import resolve_data
+
+    return resolve_data(data, validation_split=validation_split * (
+        1.0 - test_split), test_split=test_split, seed=args.seed,
+        image_size=args.image_size, color_mode=args.color_mode, name=name)
+
+
+def _plan_images(source, num_classes, seed):
+    """A bounded sample of `source`'s images, and labels with its exact
+    per-class counts (what the plan's images-per-class reads)."""
+    images = source.sample(PLAN_SAMPLE, seed=seed)
+    counts = source.class_counts(num_classes)
+    return images, np.repeat(np.arange(len(counts)), counts)
+
+
+def _first_images(source, count=8):
+    """The first `count` images of `source`, in order (the export sample)."""
+    images, _ = next(iter(source.dataset(min(count, source.num_samples))))
+    return np.asarray(images, "float32")
 
 
 def _backbone(args, input_shape):
@@ -145,7 +178,8 @@ def _backbone(args, input_shape):
 
 def run(args):
     from kerascnn import transfer
-    from kerascnn.data import split_dataset
+    from kerascnn.core import data as core_data
+    from kerascnn.core import distribute
     from kerascnn.export import export_or_fallback
 
     if args.list:
@@ -159,19 +193,26 @@ def run(args):
     if args.validation_split is not None:
         _validation.check_float("validation_split", args.validation_split,
                                 0.0, 1.0, max_open=True)
-    _common.check_export_target(args.export, args.export_dir, args.overwrite)
-    images, labels, class_names = _load(args.data, args)
+    chief = distribute.is_chief()
+    if chief:  # the other workers write nothing under the user's folders
+        _common.check_export_target(args.export, args.export_dir,
+                                    args.overwrite)
+    # Before any other TensorFlow op (MultiWorkerMirroredStrategy needs it).
+    strategy = distribute.resolve_strategy("auto")
+    # Listed and split, not loaded: the splits are streamed.
+    resolved = _resolve(args.data, args, test_split=test_split)
     source = None
     if args.source_data is not None:
-        source = _load(args.source_data, args)[0]
-    splits = split_dataset(images, labels, validation_split=0.0,
-                           test_split=test_split, seed=args.seed)
-    backbone = _backbone(args, tuple(images.shape[1:]))
+        source = _resolve(args.source_data, args,
+                          name="source_data").train.sample(
+                              PLAN_SAMPLE, seed=args.seed)
+    backbone = _backbone(args, tuple(resolved.input_shape))
     for note in backbone.notes:
         print(f"Note: {note}")
-    x_train, y_train = splits.x_train, splits.y_train
+    plan_images, plan_labels = _plan_images(
+        resolved.train, resolved.num_classes, args.seed)
     plan = transfer.recommend(
-        backbone, x_train, y_train, source_images=source,
+        backbone, plan_images, plan_labels, source_images=source,
         large_threshold=args.large_threshold,
         cosine_threshold=args.cosine_threshold,
         distance_threshold=args.distance_threshold,
@@ -180,35 +221,55 @@ def run(args):
         gradual_unfreeze_every=args.gradual_unfreeze_every)
     print(plan.summary())
     print()
+    train, validation = resolved.train, None
+    if not _small(plan):
+        # The fine-tuning plans stop early on a validation split of the
+        # images left after the test split (the test split stays the same).
+        split = (FINE_TUNE_VALIDATION_SPLIT if args.validation_split is None
+                 else args.validation_split)
+        if split == 0:
+            _validation.fail("validation_split", f"> 0 for a {plan.strategy}"
+                             " plan (early stopping)", args.validation_split)
+        resolved = _resolve(args.data, args, validation_split=split,
+                            test_split=test_split)
+        train, validation = resolved.train, resolved.validation
     jit = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     result = transfer.fit(
-        backbone, x_train, y_train, plan=plan,
-        validation_split=("auto" if args.validation_split is None
-                          else args.validation_split),
+        backbone, train, plan=plan, validation_data=validation,
         epochs=args.epochs, head_epochs=args.head_epochs,
         batch_size=args.batch_size, patience=args.patience,
         learning_rate=args.learning_rate, augment=args.augment,
         precision=args.precision, jit_compile=jit,
         steps_per_execution=args.steps_per_execution, seed=args.seed,
-        verbose=args.verbose)
+        verbose=args.verbose, strategy=strategy)
     for line in result.summary_lines()[len(plan.summary().splitlines()):]:
         print(line)
     metadata = {"data": str(args.data), "backbone": backbone.name,
                 "cell": plan.cell, "strategy": plan.strategy}
-    if len(splits.y_test):
-        probabilities = result.model.predict(
-            splits.x_test.astype("float32"), verbose=0)
-        test_accuracy = float(np.mean(
-            probabilities.argmax(-1) == splits.y_test))
+    if resolved.test is not None:
+        # Batch by batch: the test split is never held in memory whole.
+        labels, probabilities = core_data.predict_source(
+            result.model, resolved.test, max(64, args.batch_size))
+        test_accuracy = float(np.mean(probabilities.argmax(-1) == labels))
         print(f"Test accuracy: {test_accuracy:.4f}")
         metadata["test_accuracy"] = test_accuracy
-        sample = splits.x_test[:8]
+        sample = _first_images(resolved.test)
     else:
         print("Test accuracy: not measured (--test-split 0)")
-        sample = x_train[:8]
-    path = export_or_fallback(
-        result.model, args.export, args.export_dir,
-        sample=sample.astype("float32"), overwrite=args.overwrite,
-        metadata=metadata, class_names=list(class_names))
-    print(f"Exported to {path}")
+        sample = _first_images(resolved.train)
+    with distribute.worker_output_dir(args.export_dir) as export_dir:
+        path = export_or_fallback(
+            result.model, args.export, export_dir, sample=sample,
+            overwrite=args.overwrite, metadata=metadata,
+            class_names=list(resolved.class_names))
+    if chief:
+        print(f"Exported to {path}")
     return 0
+
+
+def _small(plan):
+    """A small-target plan: its block and `C` are cross-validated on the
+    training labels, no validation split (`transfer.fit`'s rule)."""
+    from kerascnn.transfer.fit import _is_small
+
+    return _is_small(plan)
