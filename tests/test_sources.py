@@ -391,20 +391,24 @@ def test_folder_sharded_by_file_per_worker(tmp_path, monkeypatch, cache):
                              cache=cache).train
         dataset = train.dataset(2, shuffle=True, seed=1, shard=True)
         assert _policy(dataset) == tf.data.experimental.AutoShardPolicy.OFF
-        epochs = [_ids_of(dataset) for _ in range(2)]
-        # Each worker reads its own files, the same ones every epoch, and
-        # ceil(9 / 2) = 5 images (worker 1 repeats one of its 4).
-        assert len(epochs[0]) == len(epochs[1]) == 5
-        assert set(epochs[0]) == set(epochs[1])
-        seen.append(set(epochs[0]))
         steps.append(train.steps(2, shard=True))
+        epochs = [_ids_of(dataset) for _ in range(2)]
+        # Each worker reads only its own files (5 and 4 of the 9), the same
+        # ones every epoch. A step takes 2 / 2 workers = 1 image of its
+        # pipeline: the 5 steps of an epoch read every own file once (worker
+        # 1: its 4 and one again); the pipeline holds 5 full batches.
+        own = set(epochs[0])
+        assert len(own) == 5 - index and set(epochs[1]) == own
+        assert len(epochs[0]) == len(epochs[1]) == 10
+        assert set(epochs[0][:steps[-1]]) == own
+        seen.append(own)
         # Not sharded when not asked: every image, once.
         assert sorted(_ids_of(train.dataset(2))) == sorted(
             _ids_of(train.dataset(2, shuffle=True, seed=1)))
         assert len(_ids_of(train.dataset(2))) == 9
     assert seen[0].isdisjoint(seen[1])
     assert len(seen[0] | seen[1]) == 9
-    assert steps[0] == steps[1] == 5  # ceil(2 workers x 5 images / 2)
+    assert steps[0] == steps[1] == 5 == train.steps(2)  # ceil(9 / 2)
     if cache:
         names = os.listdir(tmp_path)
         assert any("-worker0" in n for n in names)
@@ -434,7 +438,7 @@ def test_sharding_with_a_chief_and_resampling(tmp_path, monkeypatch):
                                             (seen[0], seen[2]),
                                             (seen[1], seen[2])))
     assert len(set.union(*seen)) == 10
-    assert counts == [6, 6, 6]  # ceil(3 * 6 / 3)
+    assert counts == [18, 18, 18]  # 6 steps of the global batch of 3
     _tf_config(monkeypatch, "evaluator", 0, chief=True)
     with pytest.raises(ValueError, match="Argument `TF_CONFIG` must be"):
         distribute.worker_index()

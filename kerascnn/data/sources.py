@@ -192,32 +192,21 @@ class ImageSource:
               shard=False):
         """Batches per epoch of `dataset(batch_size, sampling=...)`.
 
-        With `shard=True`: the optimizer steps per epoch of a run in which
-        every worker reads `dataset(batch_size, shard=True)` with
-        `batch_size` the global batch, the same number on every worker.
-        For a folder sharded by file under `W` workers, each worker's
-        pipeline holds `ceil(n / W)` images (see `dataset`), and
-        `tf.distribute` spreads each of its batches of the global size over
-        `W` steps, so this is `ceil(W * ceil(n / W) / batch_size)`
-        (`ceil(n / batch_size)` whenever the global batch is a multiple of
-        `W`, as `batch_size x replicas` is); with `drop_remainder`,
-        `W * (ceil(n / W) // batch_size)`. Otherwise as without `shard`.
+        With `shard=True` (`batch_size` the global batch), the optimizer
+        steps per epoch of a run in which every worker reads
+        `dataset(batch_size, shard=True)`: the same number, on every worker
+        and whether the data is sharded by file or by data.
         """
         batch_size = _validation.check_positive_int("batch_size", batch_size)
+        _validation.check_bool("shard", shard)
         epoch = self._epoch(sampling)
-        share = self._worker_share(shard, sampling)
-        if share is not None:
-            workers, _, per_worker = share
-            if drop_remainder:
-                return workers * (per_worker // batch_size)
-            return -(-(workers * per_worker) // batch_size)
         if drop_remainder:
             return epoch // batch_size
         return -(-epoch // batch_size)
 
     def _worker_share(self, shard, sampling):
-        """`(workers, index, images per worker)` when this worker's pipeline
-        holds only its share of the files, else `None`."""
+        """`(workers, index)` when this worker's pipeline holds only its
+        share of the files, else `None`."""
         return None
 
     # -- pipelines --------------------------------------------------------
@@ -237,19 +226,26 @@ class ImageSource:
             drop_remainder: Boolean. Defaults to `False`.
             shard: Boolean: the training pipeline of this worker of a
                 multi-worker run (`TF_CONFIG` naming several workers;
-                `batch_size` is then the global batch). A folder's file
-                list is sharded before decoding (`Dataset.shard(W, i)`, `i`
-                from `kerascnn.core.distribute.worker_index()`), so each
-                worker decodes only its own files, and the dataset's
-                auto-shard policy is `OFF` so that `tf.distribute` does not
-                shard it again. Every worker reads `ceil(n / W)` images per
-                epoch: a worker whose share is one image short repeats one
-                of its own (`repeat().take(...)`), so that every worker runs
-                the same number of steps (`steps(..., shard=True)`) and
-                every image is read each epoch. Resampling with a `cache`
-                is not sharded by file. Arrays and streams, and any source
-                in a single process, get auto-shard policy `DATA`. Defaults
-                to `False`.
+                `batch_size` is then the global batch, a multiple of the
+                workers). A folder's file list is sharded before decoding
+                (`Dataset.shard(W, i)`, `i` from
+                `kerascnn.core.distribute.worker_index()`), so each worker
+                decodes only its own files, and the dataset's auto-shard
+                policy is `OFF` so that `tf.distribute` does not shard it
+                again. `tf.distribute` spreads each batch of the global size
+                over `W` steps of this worker (`batch_size / W` images a
+                step) while Keras runs as many steps as the dataset has
+                batches; so the worker's files are reshuffled and repeated
+                (`repeat().take(...)`) to `steps(..., shard=True)` batches
+                of `batch_size`: every worker runs the same number of steps,
+                `ceil(n / batch_size)`, reading each of its own files once
+                an epoch plus fewer than `batch_size / W` drawn again from
+                its next pass (iterated whole without a strategy, the
+                dataset gives `W` times what those steps read). Resampling
+                with a `cache` is not
+                sharded by file. Arrays and streams, and any source in a
+                single process, get auto-shard policy `DATA`. Defaults to
+                `False`.
         """
         import tensorflow as tf
         from kerascnn.data.pipeline import _check_sampling, _check_seed
@@ -268,8 +264,11 @@ class ImageSource:
             dataset = self._elements(shuffle or sampling is not None, seed,
                                      sampling)
         else:
+            # `steps` full batches, `batch_size / W` images of them a step.
+            elements = batch_size * self.steps(batch_size, sampling,
+                                               drop_remainder, shard=True)
             dataset = self._elements(shuffle or sampling is not None, seed,
-                                     sampling, share=share)
+                                     sampling, share=share + (elements,))
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder,
                                 num_parallel_calls=tf.data.AUTOTUNE)
         dataset = self._finish_batches(dataset)
@@ -459,24 +458,20 @@ class FileSource(ImageSource):
         workers = distribute.num_workers()
         if workers <= 1:
             return None
-        return (workers, distribute.worker_index(),
-                -(-self._epoch(sampling) // workers))
+        return workers, distribute.worker_index()
 
     @staticmethod
     def _own_share(dataset, count, share):
-        """This worker's elements of `dataset` (`count` of them, in order),
-        then repeated up to the `share`'s images per worker."""
-        workers, index, per_worker = share
-        dataset = dataset.shard(workers, index)
-        return dataset, len(range(index, count, workers)), per_worker
+        """This worker's elements of `dataset` (of `count`) and how many."""
+        workers, index, _ = share
+        return dataset.shard(workers, index), len(range(index, count,
+                                                         workers))
 
     @staticmethod
-    def _pad(dataset, own, per_worker):
-        if own >= per_worker:
-            return dataset
-        # One image short of the others: read one of its own again, so that
-        # every worker runs the same number of steps.
-        return dataset.repeat().take(per_worker)
+    def _repeat(dataset, share):
+        """This worker's elements, reshuffled each pass, to the number of
+        elements every worker's pipeline holds (see `dataset`)."""
+        return dataset.repeat().take(share[2])
 
     def _slices(self, index=None):
         import tensorflow as tf
@@ -500,7 +495,7 @@ class FileSource(ImageSource):
             dataset, suffix = self._slices(), ""
             if share is not None:
                 # The file list is split before anything is decoded.
-                dataset, n, per_worker = self._own_share(dataset, n, share)
+                dataset, n = self._own_share(dataset, n, share)
                 suffix = f"-worker{share[1]}"
             if self.cache is None:
                 if shuffle:
@@ -515,7 +510,7 @@ class FileSource(ImageSource):
                                               seed=seed,
                                               reshuffle_each_iteration=True)
             if share is not None:
-                dataset = self._pad(dataset, n, per_worker)
+                dataset = self._repeat(dataset, share)
             return dataset
         classes = np.flatnonzero(self._counts)
         streams = []
@@ -532,12 +527,12 @@ class FileSource(ImageSource):
         if share is not None:
             # No cache (see `_worker_share`): the resampled paths are split
             # before anything is decoded.
-            dataset, own, per_worker = self._own_share(
-                dataset, self._epoch(sampling), share)
+            dataset, _ = self._own_share(dataset, self._epoch(sampling),
+                                         share)
         if self.cache is None:
             dataset = dataset.map(load, **decode)
         if share is not None:
-            dataset = self._pad(dataset, own, per_worker)
+            dataset = self._repeat(dataset, share)
         return dataset
 
     def _sample_batches(self, index, batch_size):
