@@ -2,8 +2,9 @@
 
 A 2-replica `MirroredStrategy` over the two logical CPUs of conftest.py
 stands for several GPUs; `TF_CONFIG` is set with monkeypatch (no second
-process) for what a non-chief worker of the CLI writes. Backbones are tiny
-own models on 16x16x1 images.
+process) for what a non-chief worker of the CLI writes; one test starts two
+real worker processes on loopback (each killed by its PID in a `finally`).
+Backbones are tiny own models on 16x16x1 images.
 """
 
 import json
@@ -247,3 +248,77 @@ def test_cli_non_chief_worker_writes_nothing(tmp_path, cli_inputs, capsys,
     assert "Test accuracy: " in out and "Exported to" not in out
     assert sorted(os.listdir(tmp_path / "exports")) == ["photos_tx"]
     assert os.listdir(taken) == ["notes.txt"]
+
+
+# -- two real workers on loopback ----------------------------------------------
+
+
+def _free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.mark.subprocess
+@pytest.mark.slow
+def test_two_workers_fine_tune_a_folder_and_only_the_chief_exports(
+        tmp_path):
+    """Two `kerascnn transfer` processes under `TF_CONFIG`, as two machines
+    would run them: MultiWorkerMirroredStrategy, the folder's training files
+    sharded by file, the same steps on both, one export."""
+    import subprocess
+    import sys
+
+    folder = _folder(tmp_path / "photos", size=16, per_class=11)
+    source = str(tmp_path / "source.keras")
+    _source(batchnorm=True).save(source)
+    # 33 images: 9 test, 5 validation, 19 training (10 and 9 per worker).
+    command = [sys.executable, "-m", "kerascnn", "transfer", "--data",
+               folder, "--backbone", source, "--color-mode", "grayscale",
+               "--test-split", "0.25", "--augment", "none",
+               "--large-threshold", "1", "--epochs", "2", "--head-epochs",
+               "3", "--batch-size", "4", "--verbose", "2", "--export",
+               "mw_tx"]
+    ports = _free_ports(2)
+    procs, logs = [], []
+    try:
+        for index in range(2):
+            cwd = tmp_path / f"worker{index}"
+            cwd.mkdir()
+            config = {"cluster": {"worker": [f"127.0.0.1:{p}"
+                                             for p in ports]},
+                      "task": {"type": "worker", "index": index}}
+            env = dict(os.environ, TF_CONFIG=json.dumps(config),
+                       TF_CPP_MIN_LOG_LEVEL="2")
+            logs.append(tmp_path / f"worker{index}.log")
+            with open(logs[-1], "w") as log:
+                procs.append(subprocess.Popen(
+                    command, cwd=cwd, env=env, stdout=log,
+                    stderr=subprocess.STDOUT))
+        codes = [proc.wait(timeout=400) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    texts = [log.read_text(errors="replace") for log in logs]
+    for code, text in zip(codes, texts):
+        assert code == 0, text[-4000:]
+        assert "MultiWorkerMirroredStrategy: 2 workers, 2 replicas, global " \
+            "batch 8 (4 per replica)" in text
+        # ceil(19 / 8) = 3 optimizer steps per fine-tuning epoch on both.
+        fine_tuning = text.split("Epoch 1/2")[1]
+        assert fine_tuning.count("3/3 - ") == 2, fine_tuning
+    accuracies = [t.split("Test accuracy: ")[1].split()[0] for t in texts]
+    assert accuracies[0] == accuracies[1]
+    assert (tmp_path / "worker0" / "saved_models" / "mw_tx" /
+            "saved_model").is_dir()
+    assert "Exported to" in texts[0] and "Exported to" not in texts[1]
+    assert os.listdir(tmp_path / "worker1") == []
