@@ -198,3 +198,17 @@ def test_backup_fingerprint_file(tmp_path):
         core_callbacks.check_backup(backup, other, "data1")
     with pytest.raises(ValueError, match="data differ"):
         core_callbacks.check_backup(backup, model, "data2")
+
+
+def test_eval_batch_splits_evenly_over_replicas():
+    from kerascnn.core.data import eval_batch_size
+
+    # Keras reduces the first batch across replicas: 5 images on 2 fail.
+    assert eval_batch_size(5, 64, replicas=2) == 4
+    assert eval_batch_size(500, 64, replicas=2) == 64
+    assert eval_batch_size(500, 63, replicas=2) == 62
+    assert eval_batch_size(5, 64) == 5
+    assert eval_batch_size(None, 32, replicas=4) == 32
+    with pytest.raises(ValueError, match=r"`test_data`.*at least 2 images"
+                                         r".*Received: test_data=.1 image"):
+        eval_batch_size(1, 64, replicas=2, name="test_data")

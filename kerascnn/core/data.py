@@ -113,7 +113,26 @@ class Pipelines:
     steps_per_epoch: int
 
 
-def pipelines(resolved, global_batch, *, sampling=None, seed=None):
+def eval_batch_size(num_samples, global_batch, replicas=1,
+                    name="validation_data"):
+    """The batch of a validation / test pipeline: at most the global batch
+    and the split's images, and a multiple of `replicas`.
+
+    Keras 3 reduces the first batch of every `fit` / `evaluate` across the
+    replicas (`_maybe_symbolic_build`); a first batch that does not split
+    evenly (5 images on 2 replicas) fails there with a shape mismatch.
+    """
+    batch = max(1, min(global_batch, num_samples or global_batch))
+    if replicas > 1:
+        if batch < replicas:
+            _validation.fail(name, f"at least {replicas} images (one per "
+                             "replica)", f"{batch} image(s)")
+        batch -= batch % replicas
+    return batch
+
+
+def pipelines(resolved, global_batch, *, sampling=None, seed=None,
+              replicas=1):
     """Training (shuffled, resampled), validation and test pipelines.
 
     The training pipeline is this worker's (`ImageSource.dataset(...,
@@ -121,22 +140,24 @@ def pipelines(resolved, global_batch, *, sampling=None, seed=None):
     worker decoding only its own files (auto-shard policy `OFF`); arrays and
     streams are data-sharded (`DATA`). `steps_per_epoch` is the optimizer
     steps per epoch, the same on every worker. Validation is data-sharded;
-    the test split is read whole by every worker (`OFF`).
+    the test split is read whole by every worker (`OFF`). Their batches
+    split evenly over `replicas` (`eval_batch_size`).
     """
     train = resolved.train.dataset(global_batch, shuffle=True, seed=seed,
                                    sampling=sampling, shard=True)
     steps = resolved.train.steps(global_batch, sampling=sampling, shard=True)
 
-    def _eval(source, policy):
+    def _eval(source, policy, name):
         if source is None:
             return None
-        size = source.num_samples
-        batch = global_batch if not size else max(1, min(global_batch, size))
+        batch = eval_batch_size(source.num_samples, global_batch, replicas,
+                                name)
         return shard(source.dataset(batch, shuffle=False), policy)
 
     return Pipelines(train=train,
-                     validation=_eval(resolved.validation, "DATA"),
-                     test=_eval(resolved.test, "OFF"),
+                     validation=_eval(resolved.validation, "DATA",
+                                      "validation_data"),
+                     test=_eval(resolved.test, "OFF", "test_data"),
                      steps_per_epoch=steps)
 
 

@@ -250,7 +250,8 @@ def _run(model, model_kwargs, resolved, settings, outputs, plan, policy,
     balance = trainer.plan_balance(resolved.train, resolved.num_classes,
                                    settings.balance, settings.verbose)
     pipes = core_data.pipelines(resolved, plan.global_batch_size,
-                                sampling=balance.sampling, seed=settings.seed)
+                                sampling=balance.sampling, seed=settings.seed,
+                                replicas=plan.replicas)
     import tensorflow as tf
 
     clone = plan.strategy is not tf.distribute.get_strategy()

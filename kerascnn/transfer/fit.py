@@ -527,7 +527,8 @@ def _fine_tune(backbone, plan, x, y, source, validation_data, val_source,
     run = trainer.setup_strategy(strategy, per_replica, num_train,
                                  verbose=verbose)
     global_batch = run.global_batch_size
-    val_batch = _even_batch(val.num_samples, global_batch, run.replicas)
+    val_batch = core_data.eval_batch_size(val.num_samples, global_batch,
+                                          run.replicas)
     history = {}
     # One row per image on every worker (not sharded): the features of the
     # whole training split, computed once.
@@ -596,23 +597,6 @@ def _fine_tune(backbone, plan, x, y, source, validation_data, val_source,
                                                      global_batch)
     val_accuracy = float(np.mean(probabilities.argmax(-1) == labels))
     return model, history, val_accuracy, run
-
-
-def _even_batch(num_samples, global_batch, replicas):
-    """The validation batch: at most the global batch and the validation
-    images, and a multiple of `replicas`.
-
-    Keras 3 reduces the first batch of every `fit` / `evaluate` across the
-    replicas (`_maybe_symbolic_build`); a first batch that does not split
-    evenly (5 images on 2 replicas) fails there with a shape mismatch.
-    """
-    batch = min(global_batch, num_samples or global_batch)
-    if replicas > 1:
-        if batch < replicas:
-            _validation.fail("validation_data", f"at least {replicas} images"
-                             " (one per replica)", f"{batch} image(s)")
-        batch -= batch % replicas
-    return batch
 
 
 class _ArraySource:
