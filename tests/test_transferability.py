@@ -1,5 +1,7 @@
 """LogME, LEEP and `transfer.rank` (kerascnn.transfer.scores)."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -73,6 +75,20 @@ def test_logme_works_with_more_dimensions_than_samples():
     value = transfer.logme(features, labels)
     assert np.isfinite(value)
     assert value > transfer.logme(rng.normal(size=(20, 50)), labels)
+
+
+def test_logme_of_labels_in_the_span_of_the_features_is_finite():
+    # 10 rows, 40 dimensions: the labels are fitted exactly, beta grows
+    # without bound and n - gamma reached 0.0 (ZeroDivisionError before).
+    features = np.random.default_rng(0).normal(size=(10, 40))
+    labels = np.arange(10) % 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = transfer.logme(features, labels)
+    assert np.isfinite(value)
+    assert value == pytest.approx(transfer.logme(features, labels,
+                                                 max_iterations=80),
+                                  rel=1e-3)
 
 
 def test_leep_hand_computed():

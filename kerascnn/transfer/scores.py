@@ -65,6 +65,11 @@ def _logme_column(u, sigma2, uty, y_norm2, n, d, max_iterations, tolerance):
         residual = outside + float(np.sum((alpha * uty / denom) ** 2))
         new_alpha = gamma / max(m2, 1e-300)
         new_beta = (n - gamma) / max(residual, 1e-300)
+        if not (0 < new_alpha < np.inf and 0 < new_beta < np.inf):
+            # Labels in the span of the features (n <= d): the evidence
+            # rises towards its supremum as beta -> inf, gamma -> n, until
+            # n - gamma rounds to 0. Keep the last finite precisions.
+            break
         change = abs(new_alpha - alpha) / alpha + abs(new_beta - beta) / beta
         alpha, beta = new_alpha, new_beta
         if change < tolerance:
