@@ -148,6 +148,38 @@ def test_tuning_quick(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["07_tuning.json", "07_tuning.png"]
 
 
+@pytest.mark.slow
+def test_08_transferability_quick(tmp_path):
+    stored = _run_quick("08_transferability", tmp_path)
+    module = _module("08_transferability")
+    assert stored["candidates"] == [module.candidate_name(*c)
+                                    for c in module.QUICK_CANDIDATES]
+    rows = stored["rows"]
+    assert [r["candidate"] for r in rows] == stored["candidates"]
+    assert _in_unit([r["accuracy"] for r in rows])
+    for r in rows:
+        assert r["leep"] <= 0.0 and np.isfinite(r["logme"])
+        assert r["logme_best_block"] >= r["logme"] - 1e-9  # top is a block
+    (entry,) = stored["kendall"]
+    for score in module.SCORES:
+        tau = entry[score]["tau"]
+        assert tau is None or -1.0 <= tau <= 1.0
+        assert entry[score]["picked"] in stored["candidates"]
+    assert entry["best_accuracy"] == max(r["accuracy"] for r in rows)
+
+
+def test_08_transferability_kendall_and_arguments(tmp_path):
+    module = _module("08_transferability")
+    assert module.kendall([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4])["tau"] == \
+        pytest.approx(1.0)
+    assert module.kendall([1, 2, 3], [0.5, 0.5, 0.5])["tau"] is None
+    assert len(module.CANDIDATES) >= 6
+    with pytest.raises(ValueError, match="Received: per_class=0"):
+        module.main(["--per-class", "10,0", "--output-dir",
+                     str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
 # -- arguments and helpers (no training) --------------------------------------
 
 
@@ -173,7 +205,8 @@ def test_experiment_lookup():
     assert evidence.get_experiment("tuning").NAME == "07_tuning"
     assert evidence.get_experiment("06_label_imbalance").NAME == \
         "06_label_imbalance"
-    assert len(evidence.EXPERIMENTS) == 7
+    assert len(evidence.EXPERIMENTS) == 8
+    assert evidence.get_experiment("08").NAME == "08_transferability"
     with pytest.raises(ValueError, match="Received: name='99'"):
         evidence.get_experiment("99")
 

@@ -16,6 +16,7 @@ EXPERIMENTS = (
     "05_transfer_table",
     "06_label_imbalance",
     "07_tuning",
+    "08_transferability",
 )
 
 
