@@ -37,7 +37,7 @@ setup(
         "pillow>=13.0.0",
     ],
     extras_require={
-        "test": ["pytest>=9.0.3", "pytest-timeout>=2.4.0"],
+        "test": ["pytest>=9.0.3", "pytest-timeout>=2.4.0", "pytest-xdist>=3.8.0"],
     },
     entry_points={"console_scripts": ["kerascnn=kerascnn.cli:main"]},
     classifiers=[
