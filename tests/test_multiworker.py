@@ -9,7 +9,6 @@ Every process is killed by its PID in a `finally`.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,22 +16,13 @@ import time
 import numpy as np
 import pytest
 
+from _support import free_ports
+
 # Two TensorFlow processes per run (a kill test starts four): more than the
 # suite's per-test limit on a busy 2-core machine.
 pytestmark = [pytest.mark.subprocess, pytest.mark.timeout(1200)]
 
 WAIT_S = 420
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _train_command(epochs, extra=()):
@@ -57,7 +47,7 @@ class Cluster:
         self.runs = 0
 
     def start(self, command):
-        ports = _free_ports(2)
+        ports = free_ports(2)
         self.runs += 1
         self.procs = []
         for index, folder in enumerate(self.folders):

@@ -19,27 +19,15 @@ from kerascnn import transfer
 from kerascnn.cli import main
 from kerascnn.transfer import registry
 
+from _support import band_images, free_ports, tiny_source
+
 
 def _source(shape=(16, 16, 1), classes=3, batchnorm=False):
-    inputs = keras.Input(shape)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    if batchnorm:  # its statistics stand for the source data
-        x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
+    return tiny_source(shape, classes, batchnorm)
 
 
 def _images(n_per_class=6, shape=(16, 16, 1), classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(classes), n_per_class)
-    x = rng.uniform(0, 60, (len(y),) + shape).astype("float32")
-    for c in range(classes):
-        x[y == c, c * 5:c * 5 + 5] += 150  # a bright band per class
-    return x, y
+    return band_images(n_per_class, shape, classes, seed)
 
 
 def _on(strategy, variables):
@@ -253,19 +241,6 @@ def test_cli_non_chief_worker_writes_nothing(tmp_path, cli_inputs, capsys,
 # -- two real workers on loopback ----------------------------------------------
 
 
-def _free_ports(count):
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.mark.subprocess
 @pytest.mark.slow
 def test_two_workers_fine_tune_a_folder_and_only_the_chief_exports(
@@ -286,7 +261,7 @@ def test_two_workers_fine_tune_a_folder_and_only_the_chief_exports(
                "--large-threshold", "1", "--epochs", "2", "--head-epochs",
                "3", "--batch-size", "4", "--verbose", "2", "--export",
                "mw_tx"]
-    ports = _free_ports(2)
+    ports = free_ports(2)
     procs, logs = [], []
     try:
         for index in range(2):

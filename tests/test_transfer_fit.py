@@ -9,26 +9,15 @@ import pytest
 
 from kerascnn import transfer
 
+from _support import band_images, tiny_source
+
 
 def _source(shape=(16, 16, 1), classes=3, seed=0):
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape)
-    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(classes, activation="softmax")(x)
-    return keras.Model(inputs, outputs)
+    return tiny_source(shape, classes, seed=seed)
 
 
 def _images(n_per_class=10, shape=(16, 16, 1), classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    y = np.repeat(np.arange(classes), n_per_class)
-    x = rng.uniform(0, 60, (len(y),) + shape).astype("float32")
-    for c in range(classes):
-        x[y == c, c * 5:c * 5 + 5] += 150  # a bright band per class
-    return x, y
+    return band_images(n_per_class, shape, classes, seed)
 
 
 def test_small_target_with_defaults_spends_no_label_on_validation():
