@@ -296,3 +296,12 @@ def test_dense_from_linear_with_global_scaling():
         scaler.transform(x)), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="Received: scaling='minmax'"):
         transfer.fit_linear_probe(None, x, y, x, y, scaling="minmax")
+
+
+def test_linear_classifier_plans_are_the_small_target_ones():
+    from kerascnn.transfer.plan import TransferPlan
+
+    assert TransferPlan(strategy="linear_head", head="logistic").linear_classifier
+    assert TransferPlan(strategy="linear_probe", head="svm").linear_classifier
+    assert not TransferPlan(strategy="linear_head", head="dense").linear_classifier
+    assert not TransferPlan(strategy="fine_tune_top", head="dense").linear_classifier

@@ -148,14 +148,6 @@ def _resolve(data, args, validation_split=0.0, test_split=0.0, name="data"):
         image_size=args.image_size, color_mode=args.color_mode, name=name)
 
 
-def _plan_images(source, num_classes, seed):
-    """A bounded sample of `source`'s images, and labels with its exact
-    per-class counts (what the plan's images-per-class reads)."""
-    images = source.sample(PLAN_SAMPLE, seed=seed)
-    counts = source.class_counts(num_classes)
-    return images, np.repeat(np.arange(len(counts)), counts)
-
-
 def _first_images(source, count=8):
     """The first `count` images of `source`, in order (the export sample)."""
     images, _ = next(iter(source.dataset(min(count, source.num_samples))))
@@ -181,6 +173,7 @@ def run(args):
     from kerascnn.core import data as core_data
     from kerascnn.core import distribute
     from kerascnn.export import export_or_fallback
+    from kerascnn.transfer.plan import plan_sample
 
     if args.list:
         print("\n".join(transfer.list_backbones()))
@@ -209,8 +202,8 @@ def run(args):
     backbone = _backbone(args, tuple(resolved.input_shape))
     for note in backbone.notes:
         print(f"Note: {note}")
-    plan_images, plan_labels = _plan_images(
-        resolved.train, resolved.num_classes, args.seed)
+    plan_images, plan_labels = plan_sample(
+        resolved.train, resolved.num_classes, PLAN_SAMPLE, seed=args.seed)
     plan = transfer.recommend(
         backbone, plan_images, plan_labels, source_images=source,
         large_threshold=args.large_threshold,
@@ -222,7 +215,7 @@ def run(args):
     print(plan.summary())
     print()
     train, validation = resolved.train, None
-    if not _small(plan):
+    if not plan.linear_classifier:
         # The fine-tuning plans stop early on a validation split of the
         # images left after the test split (the test split stays the same).
         split = (FINE_TUNE_VALIDATION_SPLIT if args.validation_split is None
@@ -265,11 +258,3 @@ def run(args):
     if chief:
         print(f"Exported to {path}")
     return 0
-
-
-def _small(plan):
-    """A small-target plan: its block and `C` are cross-validated on the
-    training labels, no validation split (`transfer.fit`'s rule)."""
-    from kerascnn.transfer.fit import _is_small
-
-    return _is_small(plan)

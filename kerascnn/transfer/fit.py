@@ -369,7 +369,7 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
     given = backbone if isinstance(backbone, (str, keras.Model)) else None
     in_scope = not clone
     if given is not None:
-        if clone and plan is not None and not _is_small(plan):
+        if clone and plan is not None and not plan.linear_classifier:
             with strategy.scope():
                 backbone = registry.get_backbone(
                     given, input_shape=input_shape, weights=weights)
@@ -393,13 +393,12 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         if source is None:
             plan_images, plan_labels = x, y
         else:
-            plan_images = source.sample(512, seed=seed)
-            counts = source.class_counts(num_classes)
-            plan_labels = np.repeat(np.arange(len(counts)), counts)
+            plan_images, plan_labels = plan_lib.plan_sample(
+                source, num_classes, 512, seed=seed)
         plan = plan_lib.recommend(
             backbone, plan_images, plan_labels, source_images=source_images,
             learning_rate=learning_rate, **recommend_kwargs)
-    small = _is_small(plan)
+    small = plan.linear_classifier
     if not small and not in_scope:
         backbone = _backbone_in_scope(strategy, backbone, given, input_shape,
                                       weights)
@@ -450,12 +449,6 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
                           replicas=1 if run is None else run.replicas,
                           batch_size=None if run is None
                           else run.global_batch_size)
-
-
-def _is_small(plan):
-    """The plans that fit a scikit-learn classifier (no Keras training)."""
-    return plan.strategy in ("linear_probe", "linear_head") and (
-        plan.head != "dense")
 
 
 def _backbone_in_scope(strategy, backbone, given, input_shape, weights):

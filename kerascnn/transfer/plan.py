@@ -27,6 +27,16 @@ Fields:
 """
 
 
+def plan_sample(source, num_classes, max_images, seed=0):
+    """What `recommend` reads from a streamed `ImageSource`: a bounded
+    sample of its images, and labels with the source's exact per-class
+    counts (the images per class come from the file list, not the sample).
+    """
+    images = source.sample(max_images, seed=seed)
+    counts = source.class_counts(num_classes)
+    return images, np.repeat(np.arange(len(counts)), counts)
+
+
 class TransferPlan:
     """What to freeze and how to train, with the reasons.
 
@@ -53,6 +63,14 @@ class TransferPlan:
 
     def __init__(self, **fields):
         self.__dict__.update(fields)
+
+    @property
+    def linear_classifier(self):
+        """Whether the plan fits a scikit-learn linear classifier on one pass
+        of frozen features (the small-target plans: no Keras training, no
+        validation split, nothing to distribute)."""
+        return self.strategy in ("linear_probe", "linear_head") and (
+            self.head != "dense")
 
     def to_dict(self):
         """A JSON-friendly dict of the plan."""
