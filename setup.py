@@ -32,6 +32,8 @@ setup(
         # KerasTuner imports tensorboard in every trial under the TF backend.
         "tensorboard>=2.21.0",
         "scikit-learn>=1.9.1",
+        # The linear probe runs its many small solver calls on one BLAS thread.
+        "threadpoolctl>=3.8.0",
         "numpy>=2.4.6",
         "matplotlib>=3.11.2",
         "pillow>=13.0.0",
