@@ -32,10 +32,36 @@ def test_public_api():
         ["build_cnn", "cnn_output_shapes", "NORMALIZATIONS", "POOLINGS"])
     assert set(NORMALIZATIONS) == {
         "auto", "batch", "sync_batch", "group", "layer", "instance", "none"}
-    assert POOLINGS == ("max2", "max3", "avg2", None)
+    assert POOLINGS == ("max2", "max3", "avg2", "strided", None)
 
 
 # -- cnn_output_shapes ------------------------------------------------------
+
+
+def test_strided_pooling_downsamples_with_the_last_conv():
+    shapes = cnn_output_shapes((28, 28, 1), depth=2, pooling="strided")
+    # No pooling layer: each block's last conv strides 2 ("same": ceil).
+    assert list(shapes) == ["input", "block1_conv1", "block1_conv2",
+                            "block2_conv1", "block2_conv2"]
+    assert shapes["block1_conv1"] == (28, 28, 32)
+    assert shapes["block1_conv2"] == (14, 14, 32)
+    assert shapes["block2_conv2"] == (7, 7, 64)
+    # One conv per block with stride 2: stride 2 x 2 = 4 in that conv.
+    shapes = cnn_output_shapes((32, 32, 3), depth=1, pooling="strided",
+                               convs_per_block=1, stride=2)
+    assert shapes["block1_conv1"] == (8, 8, 32)
+    # "valid" and strict tiling: 28 - 3 + 1 = 26 -> (26 - 3) / 2 + 1 is not
+    # an integer, named with the formula.
+    with pytest.raises(ValueError, match="`block1_conv2`"):
+        cnn_output_shapes((28, 28, 1), depth=1, pooling="strided",
+                          padding="valid")
+    model = build_cnn((28, 28, 1), 10, pooling="strided", verbose=False)
+    assert not any("pool" in layer.name and layer.name != "head_pool"
+                   for layer in model.layers)
+    assert [layer.strides for layer in model.layers
+            if layer.name.endswith("_conv2")] == [(2, 2), (2, 2)]
+    assert model.get_layer("block2_act2").output.shape[1:] == (7, 7, 64)
+    assert model.predict(np.zeros((2, 28, 28, 1)), verbose=0).shape == (2, 10)
 
 
 def test_output_shapes_by_hand():

@@ -262,6 +262,21 @@ def test_inverse_time_schedule_ends_at_one_tenth():
     assert _at(s, 90) == pytest.approx(0.01, rel=1e-5)
 
 
+def test_one_cycle_schedule_warms_up_then_anneals_to_zero():
+    # 10 epochs of 10 steps: 15 warm-up steps from 1/10 of the peak.
+    s = _schedules.make_schedule("one_cycle", 0.003, 10, 10)
+    assert _at(s, 0) == pytest.approx(0.0003, rel=1e-5)
+    assert _at(s, 15) == pytest.approx(0.003, rel=1e-5)
+    values = [_at(s, step) for step in range(15, 101)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert _at(s, 100) == pytest.approx(0.0, abs=1e-9)
+    # Half way through the annealing, a cosine is at half the peak.
+    assert _at(s, 15 + 85 / 2) == pytest.approx(0.0015, rel=1e-4)
+    # Too short to warm up (1 step): starts at the peak.
+    s = _schedules.make_schedule("one_cycle", 0.003, 1, 1)
+    assert _at(s, 0) == pytest.approx(0.003)
+
+
 @pytest.mark.parametrize("epochs,half", [(1, 2), (8, 2), (12, 3), (30, 7),
                                          (100, 8)])
 def test_half_cycle_epochs(epochs, half):

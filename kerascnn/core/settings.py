@@ -45,8 +45,14 @@ COLOR_MODES = ("rgb", "grayscale", "rgba")
 """Colour modes of a folder's images (`None` infers them)."""
 
 
+POOLINGS = ("max2", "max3", "avg2", "strided", None)
+"""`build_cnn(pooling=...)` values: a 2x2 or overlapping 3x3 max pool, a 2x2
+average pool, `"strided"` (the block's last conv strides 2 in place of a
+pooling layer) or `None`."""
+
+
 SCHEDULES = ("cyclic", "triangular2", "exp_range", "step", "exponential",
-             "inverse_time")
+             "inverse_time", "one_cycle")
 """Learning-rate schedule names (built by `kerascnn.training._schedules`)."""
 
 CYCLIC_SCHEDULES = ("cyclic", "triangular2", "exp_range")

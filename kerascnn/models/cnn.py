@@ -16,6 +16,7 @@ the layer where the size collapses, instead of Keras' negative-dimension error.
 import keras
 
 from kerascnn import _validation
+from kerascnn.core import settings
 from kerascnn.utils.conv_arithmetic import conv_output_size
 
 NORMALIZATIONS = (
@@ -29,7 +30,7 @@ NORMALIZATIONS = (
 )
 """Values accepted by `build_cnn(normalization=...)`."""
 
-POOLINGS = ("max2", "max3", "avg2", None)
+POOLINGS = settings.POOLINGS
 """Values accepted by `build_cnn(pooling=...)` and `cnn_output_shapes`."""
 
 HEADS = ("auto", "flatten", "gap")
@@ -48,6 +49,20 @@ _POOL_SPECS = {
     "max3": ("MaxPooling2D", 3, 2),
     "avg2": ("AveragePooling2D", 2, 2),
 }
+
+
+
+def _conv_stride(stride, pooling, conv, convs_per_block):
+    """Stride of conv `conv` (1-based) of a block: `stride` for the first,
+    1 for the others, times 2 for the last one when `pooling="strided"`
+    (the all-convolutional net of Springenberg et al. 2015, "Striving for
+    simplicity": a stride-2 conv learns its downsampling where a pooling
+    layer fixes it, and costs a quarter of a stride-1 conv)."""
+    value = stride if conv == 1 else 1
+    if pooling == "strided" and conv == convs_per_block:
+        value *= 2
+    return value
+
 
 # The per-replica batch below which "auto" picks GroupNormalization: Wu & He
 # (2018), Figure 1, show BatchNorm's error growing quickly under 16 images.
@@ -220,7 +235,9 @@ def cnn_output_shapes(input_shape, depth=2, filter_size=3, stride=1,
         padding: `"same"`, `"valid"` or an integer P (zero padding of P on
             each side, then a `"valid"` conv). Defaults to `"same"`.
         pooling: One of `POOLINGS`: `"max2"` (2x2, stride 2), `"max3"` (3x3,
-            stride 2, overlapping), `"avg2"` or `None`. Defaults to `"max2"`.
+            stride 2, overlapping), `"avg2"`, `"strided"` (the last conv of
+            each block strides 2, no pooling layer) or `None`. Defaults to
+            `"max2"`.
         convs_per_block: Integer >= 1, convs per block. Defaults to `2`.
         filters: Integer >= 1, filters of the first block (doubled in each
             following block). Defaults to `32`.
@@ -254,7 +271,8 @@ def cnn_output_shapes(input_shape, depth=2, filter_size=3, stride=1,
     for block in range(1, args["depth"] + 1):
         channels = _block_filters(args["filters"], block)
         for conv in range(1, args["convs_per_block"] + 1):
-            conv_stride = args["stride"] if conv == 1 else 1
+            conv_stride = _conv_stride(args["stride"], args["pooling"], conv,
+                                       args["convs_per_block"])
             if isinstance(padding, int):
                 sizes = (sizes[0] + 2 * padding, sizes[1] + 2 * padding)
                 shapes[f"block{block}_pad{conv}"] = sizes + (
@@ -266,7 +284,7 @@ def cnn_output_shapes(input_shape, depth=2, filter_size=3, stride=1,
             sizes = _step(name, sizes, args["filter_size"], conv_stride,
                           conv_padding, True, received)
             shapes[name] = sizes + (channels,)
-        if args["pooling"] is not None:
+        if args["pooling"] in _POOL_SPECS:
             _, window, pool_stride = _POOL_SPECS[args["pooling"]]
             name = f"block{block}_pool"
             sizes = _step(name, sizes, window, pool_stride, "valid", False,
@@ -460,8 +478,11 @@ def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
             then a `"valid"` conv. Defaults to `"same"`.
         convs_per_block: Integer >= 1. Defaults to `2`.
         pooling: `"max2"` (2x2, stride 2), `"max3"` (3x3, stride 2,
-            overlapping), `"avg2"` (2x2 average) or `None`. Defaults to
-            `"max2"`.
+            overlapping), `"avg2"` (2x2 average), `"strided"` (no pooling
+            layer: the block's last conv strides 2, Springenberg et al.
+            2015; the same output size as `"max2"` with "same" padding, and
+            less compute, since the last conv runs at a quarter of the
+            positions) or `None`. Defaults to `"max2"`.
         normalization: One of `NORMALIZATIONS`: `"batch"`, `"sync_batch"`
             (`BatchNormalization(synchronized=True)` across replicas),
             `"group"` (`keras.layers.GroupNormalization` with
@@ -636,7 +657,8 @@ def _assemble(config, normalizer, augmentation):
                     padding, name=f"block{block}_pad{conv}")(x)
             x = keras.layers.Conv2D(
                 block_filters, config["filter_size"],
-                strides=config["stride"] if conv == 1 else 1,
+                strides=_conv_stride(config["stride"], config["pooling"],
+                                     conv, config["convs_per_block"]),
                 padding="valid" if isinstance(padding, int) else padding,
                 # A bias before a normalization with a learned offset is
                 # redundant.
@@ -649,7 +671,7 @@ def _assemble(config, normalizer, augmentation):
                                 f"block{block}_norm{conv}", block_filters)(x)
             x = keras.layers.Activation(
                 config["activation"], name=f"block{block}_act{conv}")(x)
-        if config["pooling"] is not None:
+        if config["pooling"] in _POOL_SPECS:
             kind, window, pool_stride = _POOL_SPECS[config["pooling"]]
             x = getattr(keras.layers, kind)(
                 pool_size=window, strides=pool_stride, padding="valid",

@@ -16,20 +16,22 @@ learning rate and the length of the run into a Keras `LearningRateSchedule`:
   epoch so that the last epoch runs at 1/100 of the rate.
 - `"inverse_time"`: `InverseTimeDecay`, ``lr / (1 + k t)`` with t in epochs
   and ``k = 9 / epochs``, so the run ends at 1/10 of the rate.
+- `"one_cycle"`: one cycle (Smith & Topin, 2017, "Super-convergence"), as
+  fastai's `fit_one_cycle` shapes it: the rate rises from 1/10 of the peak
+  to the peak over the first `ONE_CYCLE_WARMUP` of the steps (linearly),
+  then follows a cosine down to 0 by the last step; `CosineDecay` with
+  `warmup_target`. The short high-rate phase explores, the long
+  annealing lets a short run settle, so a fixed budget of epochs ends on
+  its best weights.
 """
 
 import math
 
 
-SCHEDULES = (
-    "cyclic",
-    "triangular2",
-    "exp_range",
-    "step",
-    "exponential",
-    "inverse_time",
-)
-CYCLIC_SCHEDULES = ("cyclic", "triangular2", "exp_range")
+from kerascnn.core.settings import CYCLIC_SCHEDULES, SCHEDULES  # noqa: F401
+
+# The fraction of a one-cycle run spent warming up.
+ONE_CYCLE_WARMUP = 0.15
 
 # Smith (2017), section 3.3: the lower bound 3-4 times below the upper one.
 CYCLIC_RANGE_FACTOR = 4.0
@@ -93,6 +95,14 @@ def make_schedule(name, learning_rate, steps_per_epoch, epochs, bounds=None):
         return keras.optimizers.schedules.InverseTimeDecay(
             learning_rate, decay_steps=steps_per_epoch,
             decay_rate=9.0 / epochs)
+    if name == "one_cycle":
+        warmup = int(round(ONE_CYCLE_WARMUP * total_steps))
+        if not warmup:  # a run too short to warm up starts at the peak
+            return keras.optimizers.schedules.CosineDecay(
+                learning_rate, decay_steps=total_steps, alpha=0.0)
+        return keras.optimizers.schedules.CosineDecay(
+            learning_rate / 10, decay_steps=max(1, total_steps - warmup),
+            alpha=0.0, warmup_target=learning_rate, warmup_steps=warmup)
     raise ValueError(f"Unknown schedule {name!r}")  # validated by the caller
 
 

@@ -42,7 +42,7 @@ DEFAULT_SPACE = {
     "convs_per_block": 2,
 }
 
-_POOLINGS = ("max2", "max3", "avg2", None)
+_POOLINGS = settings.POOLINGS
 _NORMALIZATIONS = settings.NORMALIZATIONS
 
 ConvConfig = collections.namedtuple(
