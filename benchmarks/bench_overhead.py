@@ -88,6 +88,7 @@ def run(args):
                                     test_split=0.1)
     n_train = len(splits.y_train)
     model_kwargs = dict(depth=2, filters=filters, dense_units=units,
+                        pooling="max2",  # the hand-written network's
                         normalization="batch", dropout=0.25,
                         convs_per_block=2, head="flatten")
     epoch_times = {"kerascnn": [], "keras": []}

@@ -185,17 +185,20 @@ def test_predict_top_k(quick_export, capsys, tmp_path, mnist5k):
     assert np.sum(probabilities) <= 1.0 + 1e-6
 
 
-def test_model_flag_defaults_are_build_cnns():
-    """`kerascnn train`'s model flags default to build_cnn's own defaults."""
+def test_model_flag_defaults_are_fits():
+    """`kerascnn train`'s model flags default to what `fit` builds: build_cnn's
+    own defaults under `training.defaults.MODEL`."""
     import argparse
     import inspect
 
     from kerascnn.cli import _common
     from kerascnn.models import build_cnn
+    from kerascnn.training import defaults
 
     parser = argparse.ArgumentParser()
     _common.add_model_arguments(parser)
     args = parser.parse_args([])
     signature = inspect.signature(build_cnn).parameters
     for name, value in _common.model_kwargs_from_args(args).items():
-        assert value == signature[name].default, name
+        expected = defaults.MODEL.get(name, signature[name].default)
+        assert value == expected, name

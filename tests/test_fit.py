@@ -324,7 +324,8 @@ def test_bad_data_fails_first(guard, data, match):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"model_kwargs": {"depth": 4}},  # 8x8 collapses at the 4th pooling
+    ({"model_kwargs": {"depth": 4, "pooling": "max2"}},  # 8x8 collapses at
+     # the 4th pooling
      r"`block4_pool`.*Received: input_shape=\(8, 8, 1\), depth=4"),
     ({"model_kwargs": {"dropout": 1.5}}, "Received: dropout=1.5"),
     ({"batch_size": 100}, "Received: batch_size=100"),
@@ -333,6 +334,12 @@ def test_bad_data_fails_first(guard, data, match):
     ({"balance": "smote"}, "Received: balance='smote'"),
     ({"optimizer": "adamm"}, "Received: optimizer='adamm'"),
     ({"augment": "flips"}, "Received: augment='flips'"),
+    ({"augment": {"preset": "digits", "spin": 0.1}},
+     r"overrides.*Received: augment=\{'preset': 'digits', 'spin': 0.1\}"),
+    ({"augment": {"preset": "digits", "rotation": 2.0}},
+     r"rotation.*Received: augment=\{'preset': 'digits', 'rotation': 2.0\}"),
+    ({"augment": {"preset": "digits", "seed": 1}},
+     r"without 'seed'.*Received: augment="),
     ({"learning_rate": "fast"}, "Received: learning_rate='fast'"),
     ({"learning_rate": -1.0}, "Received: learning_rate=-1.0"),
     ({"strategy": "mirror"}, "Received: strategy='mirror'"),
@@ -389,3 +396,22 @@ def test_plot_dir_that_is_a_file_fails_first(guard, tmp_path):
     with pytest.raises(ValueError, match="Received: plot_dir="):
         fit((images, labels), plot_dir=path, model_kwargs=TINY,
             callbacks=[recorder], verbose=0)
+
+
+def test_augment_dict_builds_the_preset_with_overrides_and_fit_model_defaults():
+    images, labels = _blobs()
+    result = fit((images, labels), epochs=1, batch_size=16, verbose=0,
+                 model_kwargs={"depth": 1, "filters": 8},
+                 augment={"preset": "digits", "rotation": 0.05,
+                          "translation": 0.08, "zoom": 0.0})
+    block = result.model.get_layer("augmentation")
+    layers = {type(layer).__name__: layer
+              for layer in block.layer._flatten_layers(include_self=False)}
+    assert layers["RandomRotation"].factor == (-0.05, 0.05)
+    assert layers["RandomTranslation"].height_factor == 0.08
+    assert "RandomZoom" not in layers  # zoom 0 leaves the layer out
+    # fit's model defaults (training.defaults.MODEL) under model_kwargs:
+    # the strided downsampling and no hidden dense layer.
+    assert "block1_pool" not in [layer.name for layer in result.model.layers]
+    assert result.model.get_layer("block1_conv2").strides == (2, 2)
+    assert "head_dense" not in [layer.name for layer in result.model.layers]

@@ -98,7 +98,10 @@ def optional_choice(text):
 
 
 def add_model_arguments(parser):
-    """`build_cnn` options (their defaults are build_cnn's)."""
+    """`build_cnn` options (their defaults are fit's: build_cnn's, under
+    `kerascnn.training.defaults.MODEL`)."""
+    from kerascnn.training import defaults
+
     group = parser.add_argument_group(
         "model (kerascnn.models.build_cnn)")
     group.add_argument("--depth", type=positive_int, default=2,
@@ -111,11 +114,13 @@ def add_model_arguments(parser):
                        help="stride S of each block's first conv")
     group.add_argument("--padding", type=padding, default="same",
                        help='"same", "valid" or zeros P per side')
-    group.add_argument("--pooling", type=optional_choice, default="max2",
-                       choices=["max2", "max3", "avg2", None],
-                       help='pooling after each block ("none" for none)')
-    from kerascnn.core.settings import NORMALIZATIONS
+    from kerascnn.core.settings import NORMALIZATIONS, POOLINGS
 
+    group.add_argument("--pooling", type=optional_choice,
+                       default=defaults.MODEL.get("pooling", "max2"),
+                       choices=list(POOLINGS),
+                       help='pooling after each block ("strided": the '
+                            'last conv strides 2; "none" for none)')
     group.add_argument("--normalization", default="auto",
                        choices=list(NORMALIZATIONS),
                        help="normalization after each conv; auto = "

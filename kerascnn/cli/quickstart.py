@@ -31,7 +31,8 @@ def _recipe():
 
     return dict(epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE,
                 learning_rate=defaults.LEARNING_RATE,
-                schedule=defaults.SCHEDULE, augment=defaults.DIGITS_AUGMENT)
+                schedule=defaults.SCHEDULE, augment=defaults.DIGITS_AUGMENT,
+                early_stopping=defaults.QUICKSTART_EARLY_STOPPING)
 
 
 # --quick: a tiny smoke run (no accuracy claim).
@@ -55,7 +56,8 @@ def register(subparsers):
         example="kerascnn quickstart --output-dir runs/qs --name mnist5k_cnn")
     parser.add_argument("--epochs", type=_common.positive_int,
                         default=argparse.SUPPRESS,
-                        help="maximum epochs, early stopping may end sooner "
+                        help="epochs of the one-cycle schedule (no early "
+                             "stopping) "
                              "(default: fit's, kerascnn.training.defaults."
                              "EPOCHS; 1 with --quick)")
     parser.add_argument("--seed", type=_seed, default=42,

@@ -71,6 +71,23 @@ def schedules():
     return SCHEDULES
 
 
+def check_augment_dict(value):
+    """Checks `augment={"preset": ..., **overrides}` by building it once
+    (`kerascnn.data.augmentation`'s checks name the setting and value);
+    returns a copy."""
+    from kerascnn import data as kdata
+
+    if "seed" in value:
+        _validation.fail("augment", "a dict without 'seed' (fit's `seed` "
+                         "seeds the augmentation)", value)
+    try:
+        kdata.augmentation(**value)
+    except (TypeError, ValueError) as error:
+        _validation.fail("augment", "a dict of kerascnn.data.augmentation "
+                         f"arguments (preset and overrides; {error})", value)
+    return dict(value)
+
+
 def augment_presets():
     """Names of the augmentation presets (`kerascnn.data.augmentation`)."""
     from kerascnn import data as kdata
@@ -190,7 +207,9 @@ class TrainSettings:
         early_stopping: Boolean, stop on `val_loss` and keep the best.
         patience: Integer >= 1, early-stopping patience.
         balance: `None` or one of `BALANCE_OPTIONS`.
-        augment: `None` or one of `augment_presets()`.
+        augment: `None`, one of `augment_presets()`, or a dict of
+            `kerascnn.data.augmentation` arguments (`{"preset": "digits",
+            "rotation": 0.05}`; `seed` comes from `seed`).
         seed: Integer >= 0, seeds sampling, augmentation and weights.
         verbose: 0, 1 or 2.
         precision: One of `PRECISIONS`.
@@ -251,7 +270,10 @@ class TrainSettings:
         if self.balance is not None:
             object.__setattr__(self, "balance", _validation.check_option(
                 "balance", self.balance, BALANCE_OPTIONS))
-        if self.augment is not None:
+        if isinstance(self.augment, dict):
+            object.__setattr__(self, "augment", check_augment_dict(
+                self.augment))
+        elif self.augment is not None:
             object.__setattr__(self, "augment", _validation.check_option(
                 "augment", self.augment, augment_presets()))
         object.__setattr__(self, "precision",

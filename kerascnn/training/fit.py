@@ -121,13 +121,16 @@ def fit(
             `kerascnn.callbacks.find_learning_rate` on the training split
             first and use its suggestion: the suggested `(low, high)` bounds
             for a cyclical schedule, the high bound for a decaying one, their
-            geometric mean for a constant rate. Defaults to `1e-3`.
+            geometric mean for a constant rate. Defaults to
+            `defaults.LEARNING_RATE` (3e-3, the peak of the one cycle).
         schedule: `None` (constant), `"cyclic"`, `"triangular2"`,
-            `"exp_range"`, `"step"`, `"exponential"`, `"inverse_time"` (see
+            `"exp_range"`, `"step"`, `"exponential"`, `"inverse_time"`,
+            `"one_cycle"` (see
             `kerascnn.training._schedules` for how each is sized) or a
             `keras.optimizers.schedules.LearningRateSchedule`, used as is.
             Cyclical schedules cycle between `learning_rate / 4` and
-            `learning_rate` unless `learning_rate="find"`. Defaults to `None`.
+            `learning_rate` unless `learning_rate="find"`. Defaults to
+            `defaults.SCHEDULE` (`"one_cycle"`).
         early_stopping: Boolean; stop when `val_loss` has not improved for
             5 epochs and restore the best weights
             (`kerascnn.callbacks.EarlyStopping`). Defaults to `True`.
@@ -137,11 +140,15 @@ def fit(
             `"effective_number"` (class weights), `"oversample"`,
             `"undersample"` or `"balanced"` (resampling in
             `kerascnn.data.make_dataset`). Defaults to `"auto"`.
-        augment: `None` or a `kerascnn.data.augmentation` preset name; the
-            augmentation runs inside the built model (training only). Only
-            with `model=None`. Defaults to `None`.
+        augment: `None`, a `kerascnn.data.augmentation` preset name, or a
+            dict of its arguments (`{"preset": "digits", "rotation": 0.05,
+            "translation": 0.08, "zoom": 0.08}`); the augmentation runs
+            inside the built model (training only). Only with `model=None`.
+            Defaults to `None`.
         model_kwargs: Dict of further `build_cnn` arguments (`depth`,
-            `filters`, `dropout`, ...). Only with `model=None`. Defaults to
+            `filters`, `dropout`, ...), over `kerascnn.training.defaults.MODEL`
+            (the measured choices fit makes where they differ from
+            `build_cnn`'s own defaults). Only with `model=None`. Defaults to
             `None`.
         strategy: `"auto"` (`MultiWorkerMirroredStrategy` when `TF_CONFIG`
             names several workers, `MirroredStrategy` over several GPUs,
@@ -346,7 +353,7 @@ def _check_model_source(model, settings, model_kwargs):
 
 def _check_model_kwargs(value):
     if value is None:
-        return {}
+        return dict(defaults.MODEL)
     if not isinstance(value, dict):
         _validation.fail("model_kwargs", "None or a dict of build_cnn "
                          "arguments", value)
@@ -359,7 +366,8 @@ def _check_model_kwargs(value):
             _validation.fail(
                 "model_kwargs", "a dict of build_cnn arguments ("
                 + ", ".join(allowed) + ")", {key: value[key]})
-    return dict(value)
+    # fit's own choices of build_cnn arguments, under the user's.
+    return {**defaults.MODEL, **value}
 
 
 def _check_user_model(model, input_shape, num_classes):
@@ -394,9 +402,11 @@ def _make_model(model, model_kwargs, resolved, settings, plan, clone,
 
         kwargs = dict(model_kwargs)
         kwargs.setdefault("verbose", bool(settings.verbose))
-        augmentation = (kdata.augmentation(settings.augment,
-                                           seed=settings.seed)
-                        if settings.augment is not None else None)
+        augment = settings.augment
+        if isinstance(augment, str):
+            augment = {"preset": augment}
+        augmentation = (kdata.augmentation(**augment, seed=settings.seed)
+                        if augment is not None else None)
         return models.build_cnn(
             tuple(resolved.input_shape), resolved.num_classes,
             normalizer=norm,

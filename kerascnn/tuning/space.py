@@ -151,7 +151,7 @@ class SearchSpace:
         paddings: `"same"`, `"valid"` or explicit zero paddings P (integers).
             Defaults to `("same", "valid", 1, 2)`.
         poolings: `build_cnn` poolings (`"max2"`, `"max3"`, `"avg2"`,
-            `None`). Defaults to `("max2",)`.
+            `"strided"`, `None`). Defaults to `("max2",)`.
         filters: Filters of the first block (doubled per block, so depth 3
             with 32 reaches 128). Defaults to `(8, 16, 32)`.
         normalizations: `build_cnn` normalizations. Defaults to
