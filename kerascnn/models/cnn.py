@@ -51,7 +51,6 @@ _POOL_SPECS = {
 }
 
 
-
 def _conv_stride(stride, pooling, conv, convs_per_block):
     """Stride of conv `conv` (1-based) of a block: `stride` for the first,
     1 for the others, times 2 for the last one when `pooling="strided"`

@@ -27,7 +27,6 @@ learning rate and the length of the run into a Keras `LearningRateSchedule`:
 
 import math
 
-
 from kerascnn.core.settings import CYCLIC_SCHEDULES, SCHEDULES  # noqa: F401
 
 # The fraction of a one-cycle run spent warming up.
