@@ -7,6 +7,7 @@ import os
 
 import matplotlib
 import pytest
+import numpy as np
 
 from kerascnn.core import callbacks as core_callbacks
 from kerascnn.core import settings as core_settings
@@ -156,6 +157,38 @@ def test_settings_are_checked_at_construction():
         "float32", "mixed_float16", "mixed_bfloat16", "auto"}
 
 
+def test_auto_augment_and_early_stopping_resolve_from_data_and_schedule():
+    import keras
+
+    auto = core_settings.TrainSettings()
+    assert (auto.augment, auto.early_stopping) == ("auto", "auto")
+    # Built-in datasets get their measured preset; other data none.
+    assert auto.resolve_auto("mnist5k").augment == "digits"
+    assert auto.resolve_auto("MNIST5K").augment == "digits"
+    assert auto.resolve_auto("digits").augment is None
+    images = np.zeros((4, 8, 8, 1), "uint8")
+    assert auto.resolve_auto((images, np.arange(4) % 2)).augment is None
+    assert auto.resolve_auto("some/folder").augment is None
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    assert auto.resolve_auto("mnist5k", model=model).augment is None
+    # One cycle anneals over its fixed budget: no early stopping; any other
+    # schedule, or a compiled model's own optimizer: early stopping.
+    assert auto.resolve_auto("mnist5k").early_stopping is False
+    assert core_settings.TrainSettings(schedule="exponential").resolve_auto(
+        "mnist5k").early_stopping is True
+    model.compile(optimizer="sgd", loss="mse")
+    assert auto.resolve_auto("mnist5k", model=model).early_stopping is True
+    # Explicit values are kept.
+    explicit = core_settings.TrainSettings(augment="natural",
+                                           early_stopping=True)
+    assert explicit.augment == "natural"
+    assert explicit.resolve_auto("mnist5k") == explicit
+    with pytest.raises(ValueError, match="Received: early_stopping='maybe'"):
+        core_settings.TrainSettings(early_stopping="maybe")
+    with pytest.raises(ValueError, match="Received: augment=3"):
+        core_settings.TrainSettings(augment=3)
+
+
 def test_cli_vocabularies_are_the_librarys():
     import argparse
 
@@ -173,6 +206,12 @@ def test_cli_vocabularies_are_the_librarys():
                               "false", "--on-error", "skip"])
     assert _common.data_kwargs_from_args(args)["image_size"] == (32, 24)
     assert _common.fit_kwargs_from_args(args)["jit_compile"] is False
+    kwargs = _common.fit_kwargs_from_args(args)
+    assert (kwargs["augment"], kwargs["early_stopping"]) == ("auto", "auto")
+    for flag, value in (("--early-stopping", True),
+                        ("--no-early-stopping", False)):
+        assert parser.parse_args([flag]).early_stopping is value
+    assert parser.parse_args(["--augment", "none"]).augment is None
 
 
 def test_vocabularies_match_their_builders():

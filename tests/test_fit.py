@@ -415,3 +415,33 @@ def test_augment_dict_builds_the_preset_with_overrides_and_fit_model_defaults():
     assert "block1_pool" not in [layer.name for layer in result.model.layers]
     assert result.model.get_layer("block1_conv2").strides == (2, 2)
     assert "head_dense" not in [layer.name for layer in result.model.layers]
+
+
+def test_defaults_augment_mnist5k_with_its_preset_and_train_the_whole_cycle():
+    # augment="auto", early_stopping="auto": mnist5k gets the "digits"
+    # preset inside the model, and the one cycle runs to its last epoch.
+    from kerascnn.data import augmentation
+
+    result = fit("mnist5k", epochs=2, verbose=0,
+                 model_kwargs={"depth": 1, "filters": 4,
+                               "convs_per_block": 1})
+    block = result.model.get_layer("augmentation")
+    def random_layers(sequential):
+        return {type(layer).__name__: layer.get_config()
+                for layer in sequential._flatten_layers(include_self=False)
+                if type(layer).__name__.startswith("Random")}
+
+    ours = random_layers(block.layer)
+    preset = random_layers(augmentation("digits"))
+    assert ours.keys() == preset.keys() and "RandomRotation" in ours
+    assert (ours["RandomRotation"]["factor"]
+            == preset["RandomRotation"]["factor"])
+    assert result.epochs_run == 2 and not result.stopped_early
+    assert result.stop_reason is None
+
+
+def test_defaults_do_not_augment_arrays():
+    images, labels = _blobs()
+    result = fit((images, labels), epochs=1, batch_size=16, verbose=0,
+                 model_kwargs=TINY)
+    assert "augmentation" not in [layer.name for layer in result.model.layers]

@@ -196,7 +196,7 @@ def add_accelerator_arguments(group):
                        help="batches per compiled call")
 
 
-def add_fit_arguments(parser, epochs=None, augment=None):
+def add_fit_arguments(parser, epochs=None):
     """`fit` options (defaults from `kerascnn.training.defaults`)."""
     from kerascnn.core.settings import BALANCE_OPTIONS, schedules
     from kerascnn.training import defaults
@@ -219,14 +219,25 @@ def add_fit_arguments(parser, epochs=None, augment=None):
                        choices=list(BALANCE_OPTIONS) + [None],
                        help="label-imbalance handling (auto: class weights "
                             "when imbalanced)")
-    group.add_argument("--augment", type=optional_choice, default=augment,
+    group.add_argument("--augment", type=optional_choice,
+                       default=defaults.AUGMENT,
                        help='augmentation preset ("digits", "natural", '
-                            '"none")')
-    group.add_argument("--no-early-stopping", dest="early_stopping",
-                       action="store_false",
-                       help="train all epochs (default: stop after "
-                            f"{defaults.EARLY_STOPPING_PATIENCE} epochs "
-                            "without val_loss improvement, keep the best)")
+                            '"none") or "auto": the preset measured to help '
+                            'on a built-in dataset ("digits" on mnist5k), '
+                            "none for a folder")
+    stopping = group.add_mutually_exclusive_group()
+    stopping.add_argument("--early-stopping", dest="early_stopping",
+                          action="store_const", const=True,
+                          default=defaults.EARLY_STOPPING,
+                          help="stop after "
+                               f"{defaults.EARLY_STOPPING_PATIENCE} epochs "
+                               "without val_loss improvement, keep the best "
+                               "(default: on, except under the one_cycle "
+                               "schedule, which anneals over its fixed "
+                               "budget)")
+    stopping.add_argument("--no-early-stopping", dest="early_stopping",
+                          action="store_const", const=False,
+                          help="train all epochs")
     group.add_argument("--seed", type=int, default=defaults.SEED,
                        help="seed of the split, sampling and weights")
     group.add_argument("--backup-dir", default=None,

@@ -204,12 +204,14 @@ class TrainSettings:
         learning_rate: Float > 0 or `"find"` (LR range test).
         schedule: `None`, one of `schedules()` or a Keras
             `LearningRateSchedule`.
-        early_stopping: Boolean, stop on `val_loss` and keep the best.
+        early_stopping: Boolean, stop on `val_loss` and keep the best, or
+            `"auto"` (see `resolve_auto`).
         patience: Integer >= 1, early-stopping patience.
         balance: `None` or one of `BALANCE_OPTIONS`.
-        augment: `None`, one of `augment_presets()`, or a dict of
-            `kerascnn.data.augmentation` arguments (`{"preset": "digits",
-            "rotation": 0.05}`; `seed` comes from `seed`).
+        augment: `None`, `"auto"` (see `resolve_auto`), one of
+            `augment_presets()`, or a dict of `kerascnn.data.augmentation`
+            arguments (`{"preset": "digits", "rotation": 0.05}`; `seed`
+            comes from `seed`).
         seed: Integer >= 0, seeds sampling, augmentation and weights.
         verbose: 0, 1 or 2.
         precision: One of `PRECISIONS`.
@@ -222,7 +224,7 @@ class TrainSettings:
     optimizer: object = defaults.OPTIMIZER
     learning_rate: object = defaults.LEARNING_RATE
     schedule: object = defaults.SCHEDULE
-    early_stopping: bool = True
+    early_stopping: object = defaults.EARLY_STOPPING
     patience: int = defaults.EARLY_STOPPING_PATIENCE
     balance: str = "auto"
     augment: str = defaults.AUGMENT
@@ -239,7 +241,13 @@ class TrainSettings:
         _validation.check_positive_int("epochs", self.epochs)
         _validation.check_positive_int("batch_size", self.batch_size)
         _validation.check_int("verbose", self.verbose, 0, 2)
-        _validation.check_bool("early_stopping", self.early_stopping)
+        if not (isinstance(self.early_stopping, str)
+                and self.early_stopping == "auto"):
+            try:
+                _validation.check_bool("early_stopping", self.early_stopping)
+            except _validation.ArgumentError:
+                _validation.fail("early_stopping", 'True, False or "auto"',
+                                 self.early_stopping)
         _validation.check_positive_int("patience", self.patience)
         rate = self.learning_rate
         if isinstance(rate, str):
@@ -274,13 +282,43 @@ class TrainSettings:
             object.__setattr__(self, "augment", check_augment_dict(
                 self.augment))
         elif self.augment is not None:
-            object.__setattr__(self, "augment", _validation.check_option(
-                "augment", self.augment, augment_presets()))
+            if not isinstance(self.augment, str):
+                _validation.fail("augment", "None, \"auto\", a preset name "
+                                 "or a dict of kerascnn.data.augmentation "
+                                 "arguments", self.augment)
+            preset = _validation.check_option(
+                "augment", self.augment, ("auto",) + augment_presets())
+            object.__setattr__(self, "augment", preset)
         object.__setattr__(self, "precision",
                            check_precision(self.precision))
         object.__setattr__(self, "jit_compile",
                            distribute.check_jit_compile(self.jit_compile))
         distribute.check_steps_per_execution(self.steps_per_execution)
+
+    def resolve_auto(self, data, model=None):
+        """These settings with `"auto"` replaced by what it means for `data`.
+
+        `augment="auto"`: the preset `kerascnn.datasets.suited_augmentation`
+        names for a built-in dataset, else `None`; always
+        `None` for a user's `model`, whose augmentation is its own.
+        `early_stopping="auto"`: `False` under the `"one_cycle"` schedule (it
+        anneals to 0 over a fixed budget, so the last epoch is the one to
+        keep), `True` otherwise, and for a compiled `model`, which keeps its
+        own optimizer and so never gets the schedule.
+        """
+        changes = {}
+        if self.augment == "auto":
+            from kerascnn import datasets
+
+            preset = None if model is not None else (
+                datasets.suited_augmentation(data))
+            changes["augment"] = preset
+        if self.early_stopping == "auto":
+            own_optimizer = model is not None and getattr(model, "compiled",
+                                                          False)
+            changes["early_stopping"] = (own_optimizer
+                                         or self.schedule != "one_cycle")
+        return dataclasses.replace(self, **changes) if changes else self
 
     @property
     def sampling(self):

@@ -13,11 +13,14 @@ from kerascnn.datasets.directory import IMAGE_EXTENSIONS, load_directory
 from kerascnn.datasets.embedded import load_digits, load_mnist5k
 from kerascnn.datasets.files import (COLOR_MODES, ScanResult, decode_image,
                                      list_directory, read_image, scan_files)
-from kerascnn.datasets.registry import DATASETS, check_dataset_name, load
+from kerascnn.datasets.registry import (DATASETS, SUITED_AUGMENTATION,
+                                        check_dataset_name, load,
+                                        suited_augmentation)
 
 __all__ = [
     "COLOR_MODES",
     "DATASETS",
+    "SUITED_AUGMENTATION",
     "IMAGE_EXTENSIONS",
     "ScanResult",
     "check_dataset_name",
@@ -29,4 +32,5 @@ __all__ = [
     "load_mnist5k",
     "read_image",
     "scan_files",
+    "suited_augmentation",
 ]

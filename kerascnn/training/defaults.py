@@ -8,8 +8,8 @@ maps, dropout 0.5) live in `kerascnn.models.build_cnn`.
 
 EPOCHS = 20
 """Epochs of the run. The one-cycle schedule below anneals to 0 at the last
-epoch, so the run ends on its best weights; early stopping still ends one
-whose validation loss has stopped improving."""
+epoch, so the run ends on its best weights (hence `EARLY_STOPPING`'s "auto"
+leaves early stopping off under it)."""
 
 BATCH_SIZE = 64
 OPTIMIZER = "adam"
@@ -28,19 +28,19 @@ each block downsamples with a stride-2 last conv instead of a max pool
 same time), and the flattened features go through dropout straight to the
 softmax, without the hidden Dense(128) layer."""
 
-AUGMENT = None
-"""`fit` augments only when asked: the right augmentation depends on the
-images (no flips for digits or text, flips for most photographs)."""
+AUGMENT = "auto"
+"""`"auto"`: a built-in dataset gets the augmentation measured to help on it
+(`kerascnn.datasets.SUITED_AUGMENTATION`: the "digits" preset on mnist5k,
+none on the 8x8 digits); a folder or arrays are not augmented, because the
+right augmentation depends on the images (no flips for digits or text,
+flips for most photographs)."""
 
-DIGITS_AUGMENT = "digits"
-"""The augmentation the quickstart uses on mnist5k: the "digits" preset
-(rotations, shifts and zooms, never flips)."""
-
-QUICKSTART_EARLY_STOPPING = False
-"""The quickstart trains its fixed one-cycle budget to the end: with
-augmentation the validation loss of 500 images is noisy, and patience 5
-stopped 30-epoch runs at epochs 18-27, before the annealing that the
-schedule is for (docs/training.md)."""
+EARLY_STOPPING = "auto"
+"""`"auto"`: no early stopping under the one-cycle schedule, which anneals
+to 0 over its fixed budget (patience 5 on 500 noisy validation images
+stopped 30-epoch mnist5k runs at epochs 18-27, before the annealing,
+docs/training.md); early stopping with the best weights restored under any
+other schedule."""
 
 EARLY_STOPPING_PATIENCE = 5
 VALIDATION_SPLIT = 0.1

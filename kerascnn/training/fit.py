@@ -50,7 +50,7 @@ def fit(
     optimizer=defaults.OPTIMIZER,
     learning_rate=defaults.LEARNING_RATE,
     schedule=defaults.SCHEDULE,
-    early_stopping=True,
+    early_stopping=defaults.EARLY_STOPPING,
     balance="auto",
     augment=defaults.AUGMENT,
     model_kwargs=None,
@@ -110,7 +110,8 @@ def fit(
             Defaults to `0.1`.
         seed: Integer, seeds the split, sampling, augmentation and weights
             (`keras.utils.set_random_seed`). Defaults to `42`.
-        epochs: Integer >= 1, the maximum number of epochs. Defaults to `30`.
+        epochs: Integer >= 1, the maximum number of epochs. Defaults to
+            `defaults.EPOCHS` (20).
         batch_size: Integer >= 1, batch size per replica. Defaults to `64`.
         optimizer: An optimizer name (`"adam"`, `"adamw"`, `"nadam"`,
             `"rmsprop"`, `"sgd"` (Nesterov momentum 0.9), `"adagrad"`,
@@ -131,20 +132,29 @@ def fit(
             Cyclical schedules cycle between `learning_rate / 4` and
             `learning_rate` unless `learning_rate="find"`. Defaults to
             `defaults.SCHEDULE` (`"one_cycle"`).
-        early_stopping: Boolean; stop when `val_loss` has not improved for
-            5 epochs and restore the best weights
-            (`kerascnn.callbacks.EarlyStopping`). Defaults to `True`.
+        early_stopping: `True` (stop when `val_loss` has not improved for
+            5 epochs and restore the best weights,
+            `kerascnn.callbacks.EarlyStopping`), `False`, or `"auto"`: off
+            under the `"one_cycle"` schedule, which anneals to 0 over its
+            fixed budget so that the last epoch is the one to keep, on
+            otherwise (and for a compiled `model`). Defaults to
+            `defaults.EARLY_STOPPING` (`"auto"`).
         balance: `"auto"` (when the train split's largest/smallest class
             ratio exceeds the `kerascnn.data` threshold, print a note and use
             balanced class weights), `None`, `"class_weight"`,
             `"effective_number"` (class weights), `"oversample"`,
             `"undersample"` or `"balanced"` (resampling in
             `kerascnn.data.make_dataset`). Defaults to `"auto"`.
-        augment: `None`, a `kerascnn.data.augmentation` preset name, or a
-            dict of its arguments (`{"preset": "digits", "rotation": 0.05,
-            "translation": 0.08, "zoom": 0.08}`); the augmentation runs
-            inside the built model (training only). Only with `model=None`.
-            Defaults to `None`.
+        augment: `None`, `"auto"`, a `kerascnn.data.augmentation` preset
+            name, or a dict of its arguments (`{"preset": "digits",
+            "rotation": 0.05, "translation": 0.08, "zoom": 0.08}`); the
+            augmentation runs inside the built model (training only). `"auto"`:
+            the preset measured to help on a built-in dataset
+            (`kerascnn.datasets.SUITED_AUGMENTATION`: `"digits"` on
+            `"mnist5k"`, none on `"digits"`), none for folders, arrays and
+            other data, and none with a given `model` (which brings its own).
+            Other values only with `model=None`. Defaults to
+            `defaults.AUGMENT` (`"auto"`).
         model_kwargs: Dict of further `build_cnn` arguments (`depth`,
             `filters`, `dropout`, ...), over `kerascnn.training.defaults.MODEL`
             (the measured choices fit makes where they differ from
@@ -215,7 +225,9 @@ def fit(
         early_stopping=early_stopping,
         patience=defaults.EARLY_STOPPING_PATIENCE, balance=balance,
         augment=augment, seed=seed, verbose=verbose, precision=precision,
-        jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        jit_compile=jit_compile, steps_per_execution=steps_per_execution
+    ).resolve_auto(data, model=model if isinstance(model, keras.Model)
+                   else None)
     outputs = OutputSettings(backup_dir=backup_dir,
                              tensorboard_dir=tensorboard_dir,
                              plot_dir=plot_dir)
