@@ -15,8 +15,11 @@ def test_all_is_pinned():
         "DATASETS", "IMAGE_EXTENSIONS", "load", "load_digits",
         "load_directory", "load_mnist5k", "COLOR_MODES", "ScanResult",
         "check_dataset_name", "decode_image", "list_directory",
-        "read_image", "scan_files"])
+        "read_image", "scan_files", "SUITED_AUGMENTATION",
+        "suited_augmentation"])
     assert datasets.DATASETS == ("mnist5k", "digits")
+    # Every built-in dataset says which augmentation `augment="auto"` uses.
+    assert set(datasets.SUITED_AUGMENTATION) == set(datasets.DATASETS)
 
 
 def test_mnist5k(mnist5k):
