@@ -19,21 +19,11 @@ from kerascnn.cli import _common
 DEFAULT_NAME = "mnist5k_cnn"
 DEFAULT_OUTPUT_DIR = os.path.join("kerascnn_runs", "quickstart")
 
-# The recipe: `fit`'s defaults (kerascnn.training.defaults, chosen by the
+# The recipe is `fit`'s defaults (kerascnn.training.defaults, chosen by the
 # measured runs in docs/training.md, "Defaults"): on "mnist5k" they mean the
 # "digits" augmentation and no early stopping under the one-cycle schedule.
 # `benchmarks/bench_quickstart.py` measures it against the 20-line plain-Keras
 # script of issue 13 in the same run.
-MODEL_KWARGS = {}
-
-
-def _recipe():
-    from kerascnn.training import defaults
-
-    return dict(epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE,
-                learning_rate=defaults.LEARNING_RATE,
-                schedule=defaults.SCHEDULE, augment=defaults.AUGMENT,
-                early_stopping=defaults.EARLY_STOPPING)
 
 
 # --quick: a tiny smoke run (no accuracy claim).
@@ -87,17 +77,16 @@ def run(args):
     destination = _common.check_export_target(args.export, args.export_dir,
                                               args.overwrite)
     started = time.time()
-    recipe = _recipe()
     seed = getattr(args, "seed", 42)
     if args.quick:
         images, labels = datasets.load_mnist5k()
         data = _stratified_subset(images, labels, QUICK_SAMPLES, seed=42)
-        recipe.update(epochs=getattr(args, "epochs", 1), batch_size=32)
+        recipe = dict(epochs=getattr(args, "epochs", 1), batch_size=32)
         model_kwargs = dict(QUICK_MODEL_KWARGS)
     else:
         data = "mnist5k"
-        recipe["epochs"] = getattr(args, "epochs", recipe["epochs"])
-        model_kwargs = dict(MODEL_KWARGS)
+        recipe = {"epochs": args.epochs} if hasattr(args, "epochs") else {}
+        model_kwargs = None
     result = fit(data, model_kwargs=model_kwargs, plot_dir=args.output_dir,
                  verbose=args.verbose, seed=seed, **recipe)
     path = _common.export_result(result, args.export, args.export_dir,

@@ -11,6 +11,7 @@ policies, schedules, augmentation presets, normalizations) are defined here
 once; the CLI (`kerascnn/cli/_common.py`) and the search space import them.
 """
 
+import copy
 import dataclasses
 import os
 
@@ -318,7 +319,15 @@ class TrainSettings:
                                                           False)
             changes["early_stopping"] = (own_optimizer
                                          or self.schedule != "one_cycle")
-        return dataclasses.replace(self, **changes) if changes else self
+        if not changes:
+            return self
+        # The values were checked at construction and the resolved ones
+        # are valid: a copy, not `dataclasses.replace`, which would check
+        # (and build an augment dict's layers) again.
+        resolved = copy.copy(self)
+        for name, value in changes.items():
+            object.__setattr__(resolved, name, value)
+        return resolved
 
     @property
     def sampling(self):

@@ -29,9 +29,9 @@ def suited_augmentation(source):
     other data get `None`, because the right augmentation depends on the
     images (flips suit most photographs but not digits or text).
     """
-    if isinstance(source, str) and source.lower() in SUITED_AUGMENTATION:
-        if not os.path.isdir(source):
-            return SUITED_AUGMENTATION[source.lower()]
+    if isinstance(source, str):
+        # A folder of that name is refused later by `check_dataset_name`.
+        return SUITED_AUGMENTATION.get(source.lower())
     return None
 
 
