@@ -177,8 +177,11 @@ def _describe(result):
     if result is None:
         return "not run"
     block = result.probe.best_block if result.probe else "-"
+    views = (f", {len(result.views)} views "
+             + ("averaged" if result.averaged_views else "not averaged")
+             if result.views else "")
     return (f"{result.plan.cell}, block {block}, {result.copies} augmented "
-            "copies")
+            f"copies{views}")
 
 
 def _stats(values):

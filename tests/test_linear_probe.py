@@ -88,9 +88,10 @@ def test_fast_cross_validation_chooses_what_the_straightforward_one_does(
     reference = [_straightforward_cv(classifier, c, 0, features, y, copies,
                                      folds) for c in grid]
     assert len(set(reference)) > 1, "the case must make C matter"
-    fast = linear_probe._cross_validate(classifier, grid, 0, features, y,
-                                        copies, folds)
+    fast, averaged = linear_probe._cross_validate(classifier, grid, 0,
+                                                  features, y, copies, folds)
     np.testing.assert_allclose(fast, reference)
+    assert averaged == fast  # no views: nothing to average
     best_c = grid[int(np.argmax(reference))]
     assert grid[int(np.argmax(fast))] == best_c
     y_all = np.tile(y, copies + 1)

@@ -97,6 +97,11 @@ def register(subparsers):
                         help="augmentation of the small-target head's "
                              "features (auto: digits preset for grayscale, "
                              "natural for RGB)")
+    parser.add_argument("--views", default="auto", choices=("auto", "none"),
+                        help="fixed views (rotations, zooms, mirror) of the "
+                             "augmentation preset for the small-target "
+                             "head, averaged at prediction unless "
+                             "cross-validation finds it worse")
     parser.add_argument("--precision", default=None,
                         choices=_precision_options(),
                         help="dtype policy of the fine-tuning phases")
@@ -232,6 +237,7 @@ def run(args):
         epochs=args.epochs, head_epochs=args.head_epochs,
         batch_size=args.batch_size, patience=args.patience,
         learning_rate=args.learning_rate, augment=args.augment,
+        views=args.views,
         precision=args.precision, jit_compile=jit,
         steps_per_execution=args.steps_per_execution, seed=args.seed,
         verbose=args.verbose, strategy=strategy)

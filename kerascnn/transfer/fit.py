@@ -21,6 +21,7 @@ from kerascnn.transfer import feature_cache
 from kerascnn.transfer import linear_probe
 from kerascnn.transfer import plan as plan_lib
 from kerascnn.transfer import registry
+from kerascnn.transfer import views as views_lib
 
 AUGMENT_OPTIONS = TRANSFER_AUGMENT_OPTIONS
 MAX_AUGMENTED_IMAGES = 1500
@@ -29,6 +30,7 @@ AUTO_COPIES = 10
 """Augmented copies per image for small targets with `copies="auto"`."""
 SMALL_MAX_IMAGES = 20000
 """Small-target plans hold at most this many raw images in memory."""
+VIEW_OPTIONS = ("auto", "none")
 
 
 @dataclasses.dataclass
@@ -50,6 +52,11 @@ class TransferResult(Result):
         augment: The augmentation preset used for the head's features
             (`"none"` when none).
         copies: Augmented copies per training image.
+        views: Names of the fixed views (rotations, zooms, mirror) whose
+            features the head was also trained on (empty when none).
+        averaged_views: Whether `model` averages its probabilities over the
+            image and those views (test-time augmentation, kept when the
+            cross-validation does not find it worse).
         strategy: One line naming the `tf.distribute` strategy the Keras
             phases (Dense head and fine-tuning) ran under, its workers,
             replicas and batch (`kerascnn.core.distribute.describe_strategy`;
@@ -70,6 +77,8 @@ class TransferResult(Result):
     probe: object = None
     augment: str = "none"
     copies: int = 0
+    views: tuple = ()
+    averaged_views: bool = False
     strategy: str = None
     replicas: int = 1
     batch_size: int = None
@@ -80,6 +89,12 @@ class TransferResult(Result):
             lines.append(f"Head trained on the features of the images and "
                          f"{self.copies} augmented copies of each "
                          f"({self.augment!r} preset).")
+        if self.views:
+            lines.append("Head also trained on the fixed views "
+                         f"{', '.join(self.views)} of each image; predictions"
+                         + (" averaged over the image and its views."
+                            if self.averaged_views else
+                            " from the image alone (cross-validated)."))
         if self.probe is not None:
             how = {"validation": "validation accuracy",
                    "cross-validation": "cross-validated accuracy on the "
@@ -104,7 +119,8 @@ class TransferResult(Result):
         return {"plan": self.plan.to_dict(), "history": self.history,
                 "val_accuracy": self.val_accuracy,
                 "cv_accuracy": self.cv_accuracy, "augment": self.augment,
-                "copies": self.copies,
+                "copies": self.copies, "views": list(self.views),
+                "averaged_views": self.averaged_views,
                 "best_block": getattr(self.probe, "best_block", None),
                 "strategy": self.strategy,
                 "replicas": self.replicas, "batch_size": self.batch_size}
@@ -212,16 +228,33 @@ def _augmentation(augment, channels, seed):
     return augment, augmentation(augment, seed=seed)
 
 
-def _copies(copies, n):
+def _copies(copies, n, num_views=0):
+    """Random augmented copies per image: `"auto"` keeps the rows of the
+    images, the copies and the `num_views` views within
+    `MAX_AUGMENTED_IMAGES` (at most `AUTO_COPIES` copies)."""
     if copies == "auto":
-        return int(max(0, min(AUTO_COPIES, MAX_AUGMENTED_IMAGES // n - 1)))
+        return int(max(0, min(AUTO_COPIES,
+                              MAX_AUGMENTED_IMAGES // n - 1 - num_views)))
     return _validation.check_non_negative_int("copies", copies)
+
+
+def _views(views, preset, input_shape, n):
+    """The preset's fixed views when `views="auto"` and their rows fit in
+    `MAX_AUGMENTED_IMAGES` (`n * (1 + views)`), else `None`."""
+    if views == "none" or preset == "none":
+        return None
+    chosen = views_lib.preset_views(preset, input_shape)
+    if not chosen.transforms or n * (1 + len(
+            chosen.transforms)) > MAX_AUGMENTED_IMAGES:
+        return None
+    return chosen
 
 
 def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         source_images=None, plan=None, weights="imagenet", epochs=30,
         batch_size=32, patience=5, learning_rate=1e-3, head_epochs=200,
-        head_patience=20, augment="auto", copies="auto", callbacks=None,
+        head_patience=20, augment="auto", copies="auto", views="auto",
+        callbacks=None,
         precision=None, jit_compile="auto", steps_per_execution=1,
         image_size=None, seed=0, verbose=0, strategy="auto",
         **recommend_kwargs):
@@ -233,7 +266,10 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
     the linear probe over stages) spend no labels on a validation split:
     the block and the regularization `C` are chosen by cross-validation on
     the training labels, then the classifier is refitted on all of them,
-    on the features of the images and of augmented copies of each.
+    on the features of the images, of augmented copies of each and of
+    fixed views of each (rotations and zooms at the ends of the
+    augmentation's ranges); the cross-validation also decides whether the
+    model averages its predictions over the image and its views.
     Fine-tuning plans (large targets) split off validation data for early
     stopping (unless given), train a head on cached frozen features, then
     fine-tune the top blocks at a tenth of the head's learning rate
@@ -285,6 +321,13 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
             when that would exceed 1,500 feature rows, none above 750
             images: the cross-validated logistic regression stays a matter
             of seconds). Defaults to `"auto"`.
+        views: `"auto"` (the augmentation preset's fixed views, see
+            `kerascnn.transfer.views.preset_views`: for `"digits"` rotations
+            by +-10.8 degrees and zooms by 0.9 and 1.1, in training and,
+            unless cross-validation finds it worse, averaged at prediction;
+            used when the images and views make at most 1,500 feature rows,
+            the random copies then filling the rest) or `"none"`. Small
+            targets only. Defaults to `"auto"`.
         callbacks: Optional Keras callbacks for every Keras training phase
             (the Dense head and fine-tuning).
         precision: `None` (the global policy), `"float32"`,
@@ -339,6 +382,7 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
     augment = _validation.check_option("augment", augment, AUGMENT_OPTIONS)
     if copies != "auto":
         copies = _validation.check_non_negative_int("copies", copies)
+    views = _validation.check_option("views", views, VIEW_OPTIONS)
     if callbacks is not None and not (isinstance(callbacks, (list, tuple))
                                       and all(isinstance(
                                           c, keras.callbacks.Callback)
@@ -403,7 +447,7 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
         backbone = _backbone_in_scope(strategy, backbone, given, input_shape,
                                       weights)
     history, probe, cv_accuracy, val_accuracy = {}, None, None, None
-    preset, count, run = "none", 0, None
+    preset, count, run, fixed_views = "none", 0, None, None
     blocks_lib.freeze_backbone(backbone)
     if small:
         if verbose and (distribute.num_replicas(strategy) > 1
@@ -417,7 +461,9 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
             validation_data = _small_arrays(val_source)
         preset, layer = _augmentation(augment, backbone.input_shape[-1],
                                       seed)
-        count = _copies(copies, len(x)) if layer is not None else 0
+        fixed_views = _views(views, preset, backbone.input_shape, len(x))
+        count = _copies(copies, len(x), 0 if fixed_views is None else len(
+            fixed_views.transforms)) if layer is not None else 0
         x_val, y_val = (validation_data if validation_data is not None
                         else (None, None))
         keras.utils.set_random_seed(seed)
@@ -427,13 +473,14 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
             if plan.strategy == "linear_probe" else [-1],
             classifier=plan.head if plan.head in linear_probe.CLASSIFIERS
             else "svm", C="auto", seed=seed, scaling="global",
-            augment=layer, copies=count, batch_size=64, verbose=verbose)
+            augment=layer if count else None, copies=count,
+            views=fixed_views, batch_size=64, verbose=verbose)
         model = probe.model
         if probe.selection == "cross-validation":
             cv_accuracy = probe.scores[probe.best_block]
         if x_val is not None:
             val_accuracy = _accuracy(model, x_val, y_val)
-        if not count:
+        if not count and fixed_views is None:
             preset = "none"
     else:
         model, history, val_accuracy, run = _fine_tune(
@@ -445,6 +492,10 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
                           history=history, val_accuracy=val_accuracy,
                           cv_accuracy=cv_accuracy, probe=probe,
                           augment=preset, copies=count,
+                          views=() if fixed_views is None
+                          else fixed_views.names,
+                          averaged_views=probe is not None
+                          and probe.views is not None,
                           strategy=None if run is None else run.description,
                           replicas=1 if run is None else run.replicas,
                           batch_size=None if run is None

@@ -16,6 +16,7 @@ from sklearn.svm import LinearSVC
 from kerascnn import _validation
 from kerascnn.core.compile import compile_classifier
 from kerascnn.transfer import feature_cache
+from kerascnn.transfer import views as views_lib
 
 CLASSIFIERS = ("svm", "logistic")
 SCALINGS = ("standard", "global")
@@ -44,7 +45,7 @@ class _GlobalScaler:
 
 Probe = collections.namedtuple(
     "Probe", ["model", "best_block", "scores", "estimator", "scaler", "C",
-              "selection"])
+              "selection", "views"])
 Probe.__doc__ = """The result of `fit_linear_probe`.
 
 Fields:
@@ -56,6 +57,9 @@ Fields:
     C: The regularization strength used.
     selection: `"validation"`, `"cross-validation"` or `"given"` (one block
         and one `C`: nothing to choose).
+    views: The `Views` whose probabilities `model` averages with the
+        image's (test-time augmentation), or `None` when it reads the image
+        alone.
 """
 
 
@@ -180,19 +184,35 @@ def _single_threaded_blas():
     return threadpoolctl.threadpool_limits(limits=1, user_api="blas")
 
 
-def _grid_correct(classifier, grid, seed, x_fit, y_fit, x_eval, y_eval):
+def _grid_correct(classifier, grid, seed, x_fit, y_fit, x_eval, y_eval,
+                  view_evals=()):
     """Correct predictions on `x_eval` of a classifier fitted on `x_fit`,
-    for each `C` of `grid`: the span of `x_fit` is computed once, and both
-    arrays projected once, for the whole grid."""
+    for each `C` of `grid`: the span of `x_fit` is computed once, and the
+    arrays projected once, for the whole grid.
+
+    Returns one `(alone, averaged)` pair per `C`: the correct predictions
+    from the images' features alone, and from the class probabilities
+    (softmax of the decision function, what the Keras model computes)
+    averaged over the images and their views (`view_evals`: one array of
+    features per view, rows matching `x_eval`; without views the two
+    counts are equal).
+    """
     span = _Span(x_fit)
-    z_fit, z_eval = span.coordinates(), span.coordinates(x_eval)
+    z_fit = span.coordinates()
+    z_evals = [span.coordinates(x) for x in [x_eval] + list(view_evals)]
     correct = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for value in grid:
             estimator = _make_estimator(classifier, value, seed).fit(
                 z_fit, y_fit)
-            correct.append(int(np.sum(estimator.predict(z_eval) == y_eval)))
+            classes = np.asarray(estimator.classes_)
+            probabilities = [views_lib.softmax(estimator.decision_function(z))
+                             for z in z_evals]
+            alone = classes[probabilities[0].argmax(1)]
+            averaged = classes[np.mean(probabilities, 0).argmax(1)]
+            correct.append((int(np.sum(alone == y_eval)),
+                            int(np.sum(averaged == y_eval))))
     return correct
 
 
@@ -215,32 +235,41 @@ def _folds(y, num_folds, seed):
     return fold
 
 
-def _cross_validate(classifier, grid, seed, features, y, copies, num_folds):
+def _cross_validate(classifier, grid, seed, features, y, copies, num_folds,
+                    num_views=0):
     """Accuracy on held-out original images for each `C` of `grid`, folds
     grouped by image.
 
     `features` holds `copies + 1` stacked versions of the `n` images (copy
-    0 the originals); every version of a held-out image is left out of its
-    fold's training, and only the originals are scored. Each fold's span
-    is computed once for the whole grid.
+    0 the originals), the last `num_views` of them the fixed views; every
+    version of a held-out image is left out of its fold's training, and
+    only the originals are scored: from their features alone and, with
+    views, from the probabilities averaged over them and their views. Each
+    fold's span is computed once for the whole grid.
+
+    Returns `(alone, averaged)`: two lists of accuracies, one per `C`.
     """
     n = len(y)
     fold = _folds(y, num_folds, seed)
     all_fold = np.tile(fold, copies + 1)
     all_y = np.tile(y, copies + 1)
-    correct = np.zeros(len(grid), int)
+    correct = np.zeros((len(grid), 2), int)
+    first_view = copies + 1 - num_views
     for k in range(num_folds):
         train = all_fold != k
         held = np.where(fold == k)[0]
-        correct += _grid_correct(classifier, grid, seed, features[train],
-                                 all_y[train], features[held], y[held])
-    return [c / n for c in correct]
+        view_evals = [features[(first_view + j) * n + held]
+                      for j in range(num_views)]
+        correct += np.asarray(_grid_correct(
+            classifier, grid, seed, features[train], all_y[train],
+            features[held], y[held], view_evals), int)
+    return list(correct[:, 0] / n), list(correct[:, 1] / n)
 
 
 def fit_linear_probe(backbone, x_train, y_train, x_val=None, y_val=None,
                      blocks=None, classifier="svm", C=1.0, batch_size=64,
                      seed=0, scaling="standard", augment=None, copies=0,
-                     num_folds=5, verbose=0):
+                     num_folds=5, views=None, verbose=0):
     """Linear classifiers on several stages; the best one as a Keras model.
 
     The table's advice for small data: train a linear SVM (or logistic
@@ -250,13 +279,21 @@ def fit_linear_probe(backbone, x_train, y_train, x_val=None, y_val=None,
     cross-validation on the training labels themselves, after which the
     classifier is refitted on all of them: no label is spent on choosing.
     All stages' features come from one forward pass (plus one per
-    augmented copy).
+    augmented copy and one per view).
+
+    With `views`, the features of fixed views of every training image
+    (rotations, zooms, a mirror: `kerascnn.transfer.views`) are added to
+    the training set too, and the choice also decides whether the model
+    averages its class probabilities over the image and its views
+    (test-time augmentation): both are scored on the held-out images, and
+    averaging is kept on a tie.
 
     What it adds to Keras and scikit-learn: the stage and regularization
-    search without a validation split, features of augmented copies with
-    folds grouped by image, and the fitted scikit-learn classifier turned
-    into a Dense layer, so the result is one Keras model that saves and
-    exports as a SavedModel.
+    search without a validation split, features of augmented copies and
+    views with folds grouped by image, test-time augmentation chosen on the
+    training labels, and the fitted scikit-learn classifier turned into a
+    Dense layer, so the result is one Keras model that saves and exports as
+    a SavedModel.
 
     Args:
         backbone: A `Backbone` (used frozen).
@@ -280,6 +317,8 @@ def fit_linear_probe(backbone, x_train, y_train, x_val=None, y_val=None,
         copies: Number of augmented copies per image. Defaults to `0`.
         num_folds: Folds of the cross-validation (at most the smallest
             class count). Defaults to `5`.
+        views: Optional `kerascnn.transfer.views.Views` (see
+            `preset_views`), or `None` for none. Defaults to `None`.
         verbose: `1` shows a progress bar on feature extraction.
 
     Returns:
@@ -292,6 +331,12 @@ def fit_linear_probe(backbone, x_train, y_train, x_val=None, y_val=None,
     scaling = _validation.check_option("scaling", scaling, SCALINGS)
     copies = _validation.check_non_negative_int("copies", copies)
     num_folds = _validation.check_int("num_folds", num_folds, 2)
+    if views is not None and not isinstance(views, views_lib.Views):
+        _validation.fail("views", "a kerascnn.transfer.views.Views (from "
+                         "preset_views) or None", views)
+    if views is not None and not views.transforms:
+        views = None
+    num_views = 0 if views is None else len(views.transforms)
     if getattr(backbone, "blocks", None) is None:
         _validation.fail("backbone", "a kerascnn.transfer.Backbone", backbone)
     x_train = _validation.check_images("x_train", x_train)
@@ -326,10 +371,20 @@ def fit_linear_probe(backbone, x_train, y_train, x_val=None, y_val=None,
     if x_val is not None:
         val = feature_cache.extract_features(stage_model, x_val, batch_size)
         val = val if isinstance(val, list) else [val]
+    for index in range(num_views):
+        # The views' rows follow the copies' (row `k * n + i`, as there).
+        extra = _view_features(stage_model, views, index, backbone,
+                               x_train, batch_size)
+        train = [np.concatenate([t, e]) for t, e in zip(train, extra)]
+        if val is not None:
+            extra = _view_features(stage_model, views, index, backbone,
+                                   x_val, batch_size)
+            val = [np.concatenate([v, e]) for v, e in zip(val, extra)]
+    rounds = copies + num_views
     num_classes = int(y_train.max()) + 1
     if y_val is not None:
         num_classes = max(num_classes, int(y_val.max()) + 1)
-    y_all = np.tile(y_train, copies + 1)
+    y_all = np.tile(y_train, rounds + 1)
     selection = ("given" if nothing_to_choose else
                  "validation" if val is not None else "cross-validation")
     scores, fitted = {}, {}
@@ -339,27 +394,51 @@ def fit_linear_probe(backbone, x_train, y_train, x_val=None, y_val=None,
                       else _GlobalScaler()).fit(train[i])
             features = scaler.transform(train[i])
             if selection == "given":
-                accuracies = [float("nan")]
+                alone, averaged = [float("nan")], [float("nan")]
             elif selection == "validation":
-                accuracies = [c / len(y_val) for c in _grid_correct(
+                n_val = len(y_val)
+                counts = np.asarray(_grid_correct(
                     classifier, grid, seed, features, y_all,
-                    scaler.transform(val[i]), y_val)]
+                    scaler.transform(val[i][:n_val]), y_val,
+                    [scaler.transform(val[i][(j + 1) * n_val:
+                                             (j + 2) * n_val])
+                     for j in range(num_views)]), float) / n_val
+                alone, averaged = list(counts[:, 0]), list(counts[:, 1])
             else:
-                accuracies = _cross_validate(classifier, grid, seed,
-                                             features, y_train, copies,
-                                             folds)
-            best = int(np.argmax(accuracies)) if selection != "given" else 0
-            scores[block.name] = accuracies[best]  # the first best C wins
-            fitted[block.name] = (block, scaler, grid[best])
+                alone, averaged = _cross_validate(
+                    classifier, grid, seed, features, y_train, rounds, folds,
+                    num_views)
+            # Averaged over the views first, so that it wins a tie; then
+            # the first best C.
+            options = ([(a, c, True) for a, c in zip(averaged, grid)]
+                       if num_views else []) + [
+                           (a, c, False) for a, c in zip(alone, grid)]
+            best = (0 if selection == "given" else
+                    int(np.argmax([o[0] for o in options])))
+            accuracy, best_c, average = options[best]
+            scores[block.name] = accuracy
+            fitted[block.name] = (block, scaler, best_c, average)
         best_name = max(scores, key=lambda name: scores[name])  # first wins
-        block, scaler, best_c = fitted[best_name]
+        block, scaler, best_c, average = fitted[best_name]
         estimator = _fit(classifier, best_c, seed,
                          scaler.transform(train[chosen.index(block)]), y_all)
     features = backbone.stage_model([block.index])
     dense = dense_from_linear(estimator, scaler, num_classes)
-    inputs = keras.Input(backbone.input_shape, name="pixels")
-    outputs = dense(features(inputs))
-    model = compile_classifier(
-        keras.Model(inputs, outputs, name="linear_probe_model"))
+    if average:
+        model = views_lib.averaged_model(features, dense, views,
+                                         backbone.input_shape)
+    else:
+        inputs = keras.Input(backbone.input_shape, name="pixels")
+        outputs = dense(features(inputs))
+        model = keras.Model(inputs, outputs, name="linear_probe_model")
+    model = compile_classifier(model)
     return Probe(model, best_name, scores, estimator, scaler, best_c,
-                 selection)
+                 selection, views if average else None)
+
+
+def _view_features(stage_model, views, index, backbone, images, batch_size):
+    """The features of every block on view `index` of `images`."""
+    model = views_lib.view_feature_model(stage_model, views, index,
+                                         backbone.input_shape)
+    features = feature_cache.extract_features(model, images, batch_size)
+    return features if isinstance(features, list) else [features]
