@@ -8,13 +8,14 @@ def test_all_is_pinned():
         "BACKBONES", "Backbone", "BackbonePreprocessing", "BackboneSpec",
         "Block", "CELLS", "CachedHead", "DiscriminativeAdam",
         "DiscriminativeAdamW", "DiscriminativeRMSprop", "DiscriminativeSGD",
-        "PREPROCESSING_MODES", "Phase", "Probe", "Ranking", "Similarity",
-        "TransferPlan", "TransferResult", "assemble", "batchnorm_layers",
+        "ImageViews", "PREPROCESSING_MODES", "Phase", "Probe", "Ranking",
+        "Similarity", "TransferPlan", "TransferResult", "ViewAverage",
+        "Views", "assemble", "batchnorm_layers",
         "block_lr_multipliers", "default_layer", "dense_from_linear",
         "discriminative_optimizer", "extract_features", "find_blocks", "fit",
         "fit_cached_head", "fit_linear_probe", "freeze_backbone",
         "get_backbone", "get_spec", "leep", "list_backbones", "logme",
-        "measure_similarity", "rank", "recommend", "set_trainable_blocks", "trainable_blocks",
+        "measure_similarity", "preset_views", "rank", "recommend", "set_trainable_blocks", "trainable_blocks",
         "unfreeze_backbone",
     ]
     for name in transfer.__all__:

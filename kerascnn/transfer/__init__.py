@@ -38,6 +38,8 @@ from kerascnn.transfer.registry import (BACKBONES, Backbone, BackboneSpec,
                                         list_backbones)
 from kerascnn.transfer.similarity import (Similarity, default_layer,
                                           measure_similarity)
+from kerascnn.transfer.views import (ImageViews, ViewAverage, Views,
+                                     preset_views)
 
 __all__ = [
     "BACKBONES",
@@ -51,6 +53,7 @@ __all__ = [
     "DiscriminativeAdamW",
     "DiscriminativeRMSprop",
     "DiscriminativeSGD",
+    "ImageViews",
     "PREPROCESSING_MODES",
     "Phase",
     "Probe",
@@ -58,6 +61,8 @@ __all__ = [
     "Similarity",
     "TransferPlan",
     "TransferResult",
+    "ViewAverage",
+    "Views",
     "assemble",
     "batchnorm_layers",
     "block_lr_multipliers",
@@ -76,6 +81,7 @@ __all__ = [
     "list_backbones",
     "logme",
     "measure_similarity",
+    "preset_views",
     "rank",
     "recommend",
     "set_trainable_blocks",
