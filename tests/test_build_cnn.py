@@ -29,7 +29,8 @@ def _layers_of(model, cls):
 
 def test_public_api():
     assert sorted(models.__all__) == sorted(
-        ["build_cnn", "cnn_output_shapes", "NORMALIZATIONS", "POOLINGS"])
+        ["auto_depth", "build_cnn", "cnn_output_shapes", "NORMALIZATIONS",
+         "POOLINGS"])
     assert set(NORMALIZATIONS) == {
         "auto", "batch", "sync_batch", "group", "layer", "instance", "none"}
     assert POOLINGS == ("max2", "max3", "avg2", "strided", None)
@@ -541,3 +542,31 @@ def test_group_normalization_groups_per_block():
            if "_norm" in layer.name}
     assert got == {"block1_norm1": 8, "block1_norm2": 8,
                    "block2_norm1": 16, "block2_norm2": 16}
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ((28, 28, 1), 3),    # 14, 7, 4
+    ((32, 32, 3), 3),    # 16, 8, 4
+    ((8, 8, 1), 2),      # one halving reaches 4: at least 2 blocks
+    ((4, 4, 1), 2),
+    ((96, 128, 3), 3),   # capped at 3 blocks
+    ((9, 200, 1), 2),    # the short side decides: 5, 3
+    ((20, 20, 1), 3),    # 10, 5, 3
+])
+def test_auto_depth_stops_near_4x4_within_2_to_3_blocks(shape, expected):
+    from kerascnn.models import auto_depth
+
+    assert auto_depth(shape) == expected
+    shapes = cnn_output_shapes(shape, depth="auto", pooling="strided")
+    assert sum(name.endswith("_conv1") for name in shapes) == expected
+    model = build_cnn(shape, 3, depth="AUTO", pooling="strided",
+                      verbose=False)
+    assert model.kerascnn_config["depth"] == expected
+    assert model.get_layer(f"block{expected}_conv1") is not None
+
+
+@pytest.mark.parametrize("bad", ["deep", 0, -1, 2.5, True, None])
+def test_depth_names_the_argument_and_value(bad):
+    with pytest.raises(ValueError, match=r"`depth` must be an integer >= 1 "
+                       r"or 'auto'.*Received: depth="):
+        build_cnn((28, 28, 1), 3, depth=bad, verbose=False)

@@ -214,6 +214,25 @@ def test_cli_vocabularies_are_the_librarys():
     assert parser.parse_args(["--augment", "none"]).augment is None
 
 
+def test_cli_depth_defaults_to_fits_auto_depth(capsys):
+    import argparse
+
+    from kerascnn.cli import _common
+    from kerascnn.training import defaults
+
+    parser = argparse.ArgumentParser()
+    _common.add_model_arguments(parser)
+    kwargs = _common.model_kwargs_from_args(parser.parse_args([]))
+    assert kwargs["depth"] == defaults.MODEL["depth"] == "auto"
+    assert parser.parse_args(["--depth", "AUTO"]).depth == "auto"
+    assert parser.parse_args(["--depth", "3"]).depth == 3
+    for bad in ("0", "deep"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--depth", bad])
+        assert (f"must be a positive integer or auto, received {bad!r}"
+                in capsys.readouterr().err)
+
+
 def test_vocabularies_match_their_builders():
     from kerascnn.models import cnn
     from kerascnn.training import _schedules

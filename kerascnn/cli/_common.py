@@ -104,8 +104,11 @@ def add_model_arguments(parser):
 
     group = parser.add_argument_group(
         "model (kerascnn.models.build_cnn)")
-    group.add_argument("--depth", type=positive_int, default=2,
-                       help="number of conv blocks (filters double per block)")
+    group.add_argument("--depth", type=depth,
+                       default=defaults.MODEL.get("depth", 2),
+                       help="number of conv blocks (filters double per "
+                            "block), or auto: blocks until the feature map "
+                            "is about 4x4, 2 to 3 (default: %(default)s)")
     group.add_argument("--filters", type=positive_int, default=32,
                        help="filters of the first block")
     group.add_argument("--filter-size", type=positive_int, default=3,
@@ -135,6 +138,18 @@ def add_model_arguments(parser):
     group.add_argument("--l2", type=non_negative_float, default=0.0,
                        help="L2 weight penalty")
     return group
+
+
+def depth(text):
+    """argparse type: an integer >= 1 or `auto`."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"must be a positive integer or auto, received {text!r}"
+        ) from None
 
 
 def image_size(text):

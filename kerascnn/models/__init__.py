@@ -7,7 +7,9 @@ and names the layer where an input becomes too small; `NORMALIZATIONS` and
 
 from kerascnn.models.cnn import NORMALIZATIONS
 from kerascnn.models.cnn import POOLINGS
+from kerascnn.models.cnn import auto_depth
 from kerascnn.models.cnn import build_cnn
 from kerascnn.models.cnn import cnn_output_shapes
 
-__all__ = ["build_cnn", "cnn_output_shapes", "NORMALIZATIONS", "POOLINGS"]
+__all__ = ["auto_depth", "build_cnn", "cnn_output_shapes", "NORMALIZATIONS",
+           "POOLINGS"]

@@ -42,6 +42,15 @@ HEADS = ("auto", "flatten", "gap")
 # layer would need millions of weights).
 AUTO_FLATTEN_MAX = 8192
 
+AUTO_DEPTH_TARGET = 4
+"""`depth="auto"` adds blocks until the feature map's short side is at most
+this many pixels (28x28 digits: 14, 7, 4, so 3 blocks)."""
+
+AUTO_DEPTH_RANGE = (2, 3)
+"""`depth="auto"` stays within these block counts: at least 2 (8x8 digits
+get 2x2 maps, as with the fixed default) and at most 3 (large images then
+end in global average pooling, and the compute stays bounded on a CPU)."""
+
 # Pooling name -> (layer class name, window, stride). Keras pools with
 # padding="valid" and floors the output size.
 _POOL_SPECS = {
@@ -159,11 +168,44 @@ def _normalize_pooling(pooling):
     return _check_choice("pooling", pooling, POOLINGS[:-1])
 
 
+def auto_depth(input_shape):
+    """The number of conv blocks `depth="auto"` means for `input_shape`.
+
+    Each block halves the feature map (with `"same"` padding and stride-1
+    first convs); blocks are added until its short side is at most
+    `AUTO_DEPTH_TARGET` (4) pixels, within `AUTO_DEPTH_RANGE` (2 to 3): 3 for
+    28x28 digits and 32x32 photographs, 2 for 8x8 digits, 3 (then global
+    average pooling) for large images. Measured on mnist5k (docs/training.md,
+    "Defaults"): 3 blocks down to 4x4 beat 2 blocks down to 7x7 at the same
+    epochs.
+
+    Args:
+        input_shape: `(height, width, channels)` of the images.
+
+    Returns:
+        An integer in `AUTO_DEPTH_RANGE`.
+    """
+    height, width, _ = _check_input_shape(input_shape)
+    side, depth = min(height, width), 0
+    low, high = AUTO_DEPTH_RANGE
+    while side > AUTO_DEPTH_TARGET and depth < high:
+        side, depth = -(-side // 2), depth + 1
+    return max(low, depth)
+
+
+def _check_depth(depth, input_shape):
+    if isinstance(depth, str) and depth.lower() == "auto":
+        return auto_depth(input_shape)
+    if not _validation._is_int(depth) or depth < 1:
+        _validation.fail("depth", "an integer >= 1 or 'auto'", depth)
+    return int(depth)
+
+
 def _check_structure(input_shape, depth, filter_size, stride, padding,
                      pooling, convs_per_block, filters):
     return dict(
         input_shape=_check_input_shape(input_shape),
-        depth=_validation.check_positive_int("depth", depth),
+        depth=_check_depth(depth, _check_input_shape(input_shape)),
         filter_size=_validation.check_positive_int("filter_size", filter_size),
         stride=_validation.check_positive_int("stride", stride),
         padding=_check_padding(padding),
@@ -227,7 +269,8 @@ def cnn_output_shapes(input_shape, depth=2, filter_size=3, stride=1,
 
     Args:
         input_shape: `(height, width, channels)` of the images.
-        depth: Integer >= 1, the number of conv blocks. Defaults to `2`.
+        depth: Integer >= 1, the number of conv blocks, or `"auto"`
+            (`auto_depth(input_shape)`). Defaults to `2`.
         filter_size: Integer >= 1, the conv window F. Defaults to `3`.
         stride: Integer >= 1, the stride S of the first conv of every block
             (the other convs use stride 1). Defaults to `1`.
@@ -465,7 +508,10 @@ def build_cnn(input_shape, num_classes, depth=2, filters=32, filter_size=3,
     Args:
         input_shape: `(height, width, channels)` of the raw images.
         num_classes: Integer >= 2, the number of classes.
-        depth: Integer >= 1, the number of conv blocks. Defaults to `2`.
+        depth: Integer >= 1, the number of conv blocks, or `"auto"`: blocks
+            until the feature map's short side is at most 4, from 2 to 3
+            (`auto_depth`: 3 for 28x28 or 32x32 images, 2 for 8x8).
+            Defaults to `2`.
         filters: Integer >= 1, filters of the first block; block `i` has
             `filters * 2**(i - 1)`. Defaults to `32`.
         filter_size: Integer >= 1, the square conv window (3x3 is the

@@ -20,13 +20,15 @@ SCHEDULE = "one_cycle"
 """Warm-up from 1/10 of `LEARNING_RATE` over the first 15% of the steps,
 then a cosine to 0 (kerascnn.training._schedules)."""
 
-MODEL = {"pooling": "strided", "dense_units": 0}
+MODEL = {"pooling": "strided", "dense_units": 0, "depth": "auto"}
 """The `build_cnn` arguments `fit` and `kerascnn train` use where they
 differ from `build_cnn`'s own defaults (the user's `model_kwargs` win):
 each block downsamples with a stride-2 last conv instead of a max pool
-(2.5x fewer multiply-adds at the default depth, so more epochs fit in the
-same time), and the flattened features go through dropout straight to the
-softmax, without the hidden Dense(128) layer."""
+(2.5x fewer multiply-adds per block, so more epochs fit in the same time);
+blocks are added until the feature map is about 4x4 (`depth="auto"`,
+`kerascnn.models.auto_depth`: 3 blocks on 28x28 digits, 2 on 8x8, at most
+3); and the flattened features go through dropout straight to the softmax,
+without the hidden Dense(128) layer."""
 
 AUGMENT = "auto"
 """`"auto"`: a built-in dataset gets the augmentation measured to help on it
