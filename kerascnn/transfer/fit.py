@@ -25,7 +25,7 @@ from kerascnn.transfer import views as views_lib
 
 AUGMENT_OPTIONS = TRANSFER_AUGMENT_OPTIONS
 MAX_AUGMENTED_IMAGES = 1500
-"""`copies="auto"` keeps `n * (copies + 1)` at or under this."""
+"""`copies="auto"` keeps `n * (copies + 1 + views)` at or under this."""
 AUTO_COPIES = 10
 """Augmented copies per image for small targets with `copies="auto"`."""
 SMALL_MAX_IMAGES = 20000
@@ -318,7 +318,8 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
             rotations and zooms, never flips; `"natural"` for RGB),
             `"digits"`, `"natural"` or `"none"`. Defaults to `"auto"`.
         copies: Augmented copies per training image, or `"auto"` (10, fewer
-            when that would exceed 1,500 feature rows, none above 750
+            when that would exceed 1,500 feature rows with the images and
+            views, none above 750
             images: the cross-validated logistic regression stays a matter
             of seconds). Defaults to `"auto"`.
         views: `"auto"` (the augmentation preset's fixed views, see
