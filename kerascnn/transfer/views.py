@@ -11,8 +11,9 @@ Measured (issue 11, `docs/evidence.md` 5b): digits 5-9 from a conv-BN-ReLU
 source pretrained on 0-4, test accuracy (mean of 3 seeds) 0.925 without
 views and 0.945 with the four views of the `"digits"` preset (rotations by
 +-10.8 degrees, zooms by 0.9 and 1.1) in training and averaged at test
-time, at 10 labels per class; 0.969 and 0.975 at 50. The views are deterministic, so predictions are too, and they are
-Keras layers, so the model saves and exports as one.
+time, at 10 labels per class; 0.969 and 0.975 at 50. The views are
+deterministic, so predictions are too, and they are Keras layers, so the
+model saves and exports as one.
 """
 
 import collections
