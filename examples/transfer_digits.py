@@ -9,7 +9,10 @@ The classic Keras transfer example, with the decision made for you:
    BatchNorm statistics the source model kept), picks the cell of the table
    and prints the plan and the reasons;
 4. `kerascnn.transfer.fit` runs the plan (here: the frozen backbone's
-   features computed once, a linear head trained on them);
+   features computed once, for the images, augmented copies and fixed
+   rotated / zoomed views of each, a linear head trained on them, its
+   predictions averaged over each image's views when cross-validation
+   agrees);
 5. the same architecture is trained from scratch on the same labels with the
    same validation split and early stopping, and both are scored on the
    held-out digits 5-9.
