@@ -319,9 +319,8 @@ def fit(backbone, x, y=None, validation_data=None, validation_split="auto",
             `"digits"`, `"natural"` or `"none"`. Defaults to `"auto"`.
         copies: Augmented copies per training image, or `"auto"` (10, fewer
             when that would exceed 1,500 feature rows with the images and
-            views, none above 750
-            images: the cross-validated logistic regression stays a matter
-            of seconds). Defaults to `"auto"`.
+            views, none above 750 images: the cross-validated logistic
+            regression stays a matter of seconds). Defaults to `"auto"`.
         views: `"auto"` (the augmentation preset's fixed views, see
             `kerascnn.transfer.views.preset_views`: for `"digits"` rotations
             by +-10.8 degrees and zooms by 0.9 and 1.1, in training and,
