@@ -84,6 +84,8 @@ SERIALIZABLES = {
     "kerascnn>TrainingOnly": "kerascnn.models.cnn",
     "kerascnn>Augmentation": "kerascnn.data.augmentation",
     "kerascnn>BackbonePreprocessing": "kerascnn.transfer.preprocessing",
+    "kerascnn>ImageViews": "kerascnn.transfer.views",
+    "kerascnn>ViewAverage": "kerascnn.transfer.views",
     "kerascnn>DiscriminativeAdam": "kerascnn.transfer.discriminative",
     "kerascnn>DiscriminativeAdamW": "kerascnn.transfer.discriminative",
     "kerascnn>DiscriminativeSGD": "kerascnn.transfer.discriminative",

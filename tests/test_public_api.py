@@ -103,6 +103,10 @@ def _examples():
         "Augmentation": lambda: kerascnn.data.augmentation("digits", seed=1),
         "BackbonePreprocessing":
             lambda: kerascnn.transfer.BackbonePreprocessing(mode="caffe"),
+        "ImageViews": lambda: kerascnn.transfer.ImageViews(
+            kerascnn.transfer.preset_views("digits", (28, 28, 1)).transforms,
+            fill_mode="constant", include_original=False),
+        "ViewAverage": lambda: kerascnn.transfer.ViewAverage(5),
     }
 
 
