@@ -111,7 +111,7 @@ def fit(
         seed: Integer, seeds the split, sampling, augmentation and weights
             (`keras.utils.set_random_seed`). Defaults to `42`.
         epochs: Integer >= 1, the maximum number of epochs. Defaults to
-            `defaults.EPOCHS` (20).
+            `defaults.EPOCHS` (16).
         batch_size: Integer >= 1, batch size per replica. Defaults to `64`.
         optimizer: An optimizer name (`"adam"`, `"adamw"`, `"nadam"`,
             `"rmsprop"`, `"sgd"` (Nesterov momentum 0.9), `"adagrad"`,
@@ -123,7 +123,7 @@ def fit(
             first and use its suggestion: the suggested `(low, high)` bounds
             for a cyclical schedule, the high bound for a decaying one, their
             geometric mean for a constant rate. Defaults to
-            `defaults.LEARNING_RATE` (3e-3, the peak of the one cycle).
+            `defaults.LEARNING_RATE` (4e-3, the peak of the one cycle).
         schedule: `None` (constant), `"cyclic"`, `"triangular2"`,
             `"exp_range"`, `"step"`, `"exponential"`, `"inverse_time"`,
             `"one_cycle"` (see
