@@ -203,9 +203,10 @@ def _check_depth(depth, input_shape):
 
 def _check_structure(input_shape, depth, filter_size, stride, padding,
                      pooling, convs_per_block, filters):
+    input_shape = _check_input_shape(input_shape)
     return dict(
-        input_shape=_check_input_shape(input_shape),
-        depth=_check_depth(depth, _check_input_shape(input_shape)),
+        input_shape=input_shape,
+        depth=_check_depth(depth, input_shape),
         filter_size=_validation.check_positive_int("filter_size", filter_size),
         stride=_validation.check_positive_int("stride", stride),
         padding=_check_padding(padding),
