@@ -44,6 +44,34 @@ def samples_per_epoch(labels, sampling=None):
     return int(len(labels))
 
 
+def without_autotune_stall(dataset):
+    """`dataset` with tf.data's autotuning thread switched off.
+
+    `tf.data.Options().autotune.enabled = False`. What this avoids, measured
+    with TensorFlow 2.21 on CPU (docs/data.md, "The end-of-epoch stall";
+    `python -m benchmarks.bench_epoch_end`): an iterator whose end is reached
+    inside a `tf.function` (every finite epoch of `model.fit`, every
+    `evaluate` and `predict`) is freed only when its autotuning thread next
+    wakes. That thread wakes at 10 ms, then at doubling intervals up to 60
+    s, so an epoch that ends at 2.7 s waits until 5.1 s, one that ends at
+    6.9 s until 10.2 s. The model-fitting loop then stands idle; the
+    validation pass of every epoch adds a shorter wait of its own.
+
+    What it costs: the parallel `map` and `batch` calls given
+    `num_parallel_calls=tf.data.AUTOTUNE` keep a fixed parallelism, the
+    number of schedulable cores (at most 16), instead of a tuned one, and
+    `prefetch(AUTOTUNE)` keeps its own buffer tuning. For the decoding of
+    image files, which is bound by the CPU, that is the parallelism the
+    tuning converges to. Options set on the user's own stream are kept;
+    only `autotune.enabled` is set.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def sample_classes(streams, counts, sampling, seed=None,
                    shuffle_buffer=None):
     """One epoch of resampled elements from per-class datasets.
@@ -102,7 +130,9 @@ def make_dataset(images, labels, batch_size=32, shuffle=True, sampling=None,
 
     The input pipeline the tf.data performance guide recommends (`cache`,
     reshuffle every epoch, `prefetch(AUTOTUNE)`), plus the lecture's
-    resampling remedies for label imbalance, which Keras does not provide:
+    resampling remedies for label imbalance, which Keras does not provide,
+    and without the idle wait at the end of every epoch that tf.data's
+    autotuning thread causes (`without_autotune_stall`):
 
     - `sampling=None`: every sample once per epoch (shuffled if `shuffle`).
     - `"oversample"`: each class is drawn, from its own reshuffled stream,
@@ -213,4 +243,4 @@ def make_dataset(images, labels, batch_size=32, shuffle=True, sampling=None,
         dataset = dataset.repeat()
     if prefetch:
         dataset = dataset.prefetch(tf.data.AUTOTUNE)
-    return dataset
+    return without_autotune_stall(dataset)

@@ -248,7 +248,8 @@ class ImageSource:
                 `False`.
         """
         import tensorflow as tf
-        from kerascnn.data.pipeline import _check_sampling, _check_seed
+        from kerascnn.data.pipeline import (_check_sampling, _check_seed,
+                                            without_autotune_stall)
 
         sampling = _check_sampling(sampling)
         seed = _check_seed(seed)
@@ -274,7 +275,7 @@ class ImageSource:
         dataset = self._finish_batches(dataset)
         if repeat:
             dataset = dataset.repeat()
-        dataset = dataset.prefetch(tf.data.AUTOTUNE)
+        dataset = without_autotune_stall(dataset.prefetch(tf.data.AUTOTUNE))
         if shard:
             from kerascnn.core.data import shard as with_policy
 
