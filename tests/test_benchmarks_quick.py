@@ -16,7 +16,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from benchmarks import __main__ as runner  # noqa: E402
-from benchmarks import bench_overhead  # noqa: E402
+from benchmarks import bench_epoch_end, bench_overhead  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -45,6 +45,27 @@ def test_overhead_quick(tmp_path):
     assert stored["trainable_parameters"] == results["trainable_parameters"] > 0
     assert "Conv2D" in stored["layers"] and "BatchNormalization" in \
         stored["layers"]
+
+
+@pytest.mark.slow
+def test_epoch_end_quick(tmp_path):
+    results = bench_epoch_end.main(["--quick", "--seeds", "1",
+                                    "--output-dir", str(tmp_path)])
+    with open(tmp_path / "bench_epoch_end.json") as handle:
+        stored = json.load(handle)
+    _check_png(tmp_path / "bench_epoch_end.png")
+    fits = stored["fit_s"]
+    assert set(fits) == {"kerascnn", "autotune on"}
+    ratio = stored["ratios"]["epoch end: fit wall time kerascnn / "
+                             "autotune on"]
+    assert ratio == pytest.approx(sum(fits["kerascnn"])
+                                  / sum(fits["autotune on"]))
+    assert set(stored["iterator_free_s"]) == {"0.3 s, autotune on",
+                                              "0.3 s, autotune off"}
+    for run in stored["iterator_free_s"].values():
+        # The iterator was read to its end (15 elements, 20 ms apart).
+        assert run["read_s"][0] >= 0.3 and run["free_s"][0] >= 0
+    assert results["images"] == {"train": 320, "validation": 80}
 
 
 def test_hand_written_matches_build_cnn():

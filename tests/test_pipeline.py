@@ -223,3 +223,27 @@ def test_balanced_pipeline_with_augmentation_under_mirrored_strategy(
     dataset = make_dataset(x, y, batch_size=8, sampling="balanced", seed=0)
     history = model.fit(dataset, epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_make_dataset_switches_off_the_autotune_thread():
+    """Every `make_dataset` pipeline has tf.data's autotuning off (its
+    thread made freeing an iterator read to its end in a `tf.function`
+    wait up to seconds, docs/data.md); `map`/`batch` still run in parallel
+    and a user can switch autotuning back on with `with_options`."""
+    from kerascnn.data.pipeline import without_autotune_stall
+
+    for kwargs in ({}, {"sampling": "balanced"}, {"repeat": True},
+                   {"prefetch": False, "cache": False}):
+        dataset = make_dataset(IMAGES, LABELS, batch_size=16, seed=0,
+                               **kwargs)
+        assert dataset.options().autotune.enabled is False, kwargs
+    plain = tf.data.Dataset.range(3)
+    assert plain.options().autotune.enabled is not False
+    assert without_autotune_stall(plain).options().autotune.enabled is False
+    assert list(without_autotune_stall(plain).as_numpy_iterator()) == [0, 1, 2]
+    options = tf.data.Options()
+    options.autotune.enabled = True
+    again = make_dataset(IMAGES, LABELS, batch_size=16).with_options(options)
+    assert again.options().autotune.enabled is True
+    x, y = _epoch(make_dataset(IMAGES, LABELS, batch_size=16, seed=3))
+    np.testing.assert_array_equal(np.sort(x), np.arange(len(LABELS)))

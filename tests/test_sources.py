@@ -460,3 +460,37 @@ def test_arrays_and_single_process_stay_data_sharded(tmp_path, monkeypatch):
     dataset = train.dataset(4, shard=True)
     assert _policy(dataset) == tf.data.experimental.AutoShardPolicy.DATA
     assert len(_ids_of(dataset)) == 6
+
+
+def test_every_pipeline_runs_without_the_autotune_stall(tmp_path):
+    """fit's training, validation and test pipelines (arrays, folders and a
+    user's stream) have tf.data's autotuning thread off
+    (`kerascnn.data.pipeline.without_autotune_stall`), and the user's own
+    options on their stream are kept."""
+    from kerascnn.core.data import pipelines
+
+    x, y = _tf_data()
+    resolved_arrays = resolve_data((x, y), validation_split=0.25,
+                                   test_split=0.25, seed=0)
+    root = _folder(tmp_path / "imgs", per_class=(4, 4, 4))
+    resolved_folder = resolve_data(str(root), validation_split=0.25,
+                                   test_split=0.25, seed=0)
+    options = tf.data.Options()
+    options.deterministic = False
+    stream = tf.data.Dataset.from_tensor_slices((x, y)).batch(
+        5).with_options(options)
+    resolved_stream = resolve_data(stream, validation_data=(x[:6], y[:6]),
+                                   test_data=(x[:5], y[:5]))
+    for resolved in (resolved_arrays, resolved_folder, resolved_stream):
+        pipes = pipelines(resolved, 4, seed=0)
+        for dataset in (pipes.train, pipes.validation, pipes.test):
+            assert dataset.options().autotune.enabled is False
+        sampled = resolved.train.dataset(4, shuffle=True, seed=0,
+                                         sampling="oversample", repeat=True)
+        assert sampled.options().autotune.enabled is False
+    kept = resolved_stream.train.dataset(4)
+    assert kept.options().deterministic is False
+    assert kept.options().autotune.enabled is False
+    # The pipelines still read every image once per epoch.
+    assert sorted(_ids(resolved_folder.train)[0]) == sorted(
+        _ids(resolved_folder.train, shuffle=True, seed=1)[0])
