@@ -54,16 +54,17 @@ def without_autotune_stall(dataset):
     `evaluate` and `predict`) is freed only when its autotuning thread next
     wakes. That thread wakes at 10 ms, then at doubling intervals up to 60
     s, so an epoch that ends at 2.7 s waits until 5.1 s, one that ends at
-    6.9 s until 10.2 s. The model-fitting loop then stands idle; the
-    validation pass of every epoch adds a shorter wait of its own.
+    6.9 s until 10.2 s. The model-fitting loop then stands idle (the
+    validation pass of every epoch reads an iterator of its own, which can
+    wait too).
 
     What it costs: the parallel `map` and `batch` calls given
     `num_parallel_calls=tf.data.AUTOTUNE` keep a fixed parallelism, the
     number of schedulable cores (at most 16), instead of a tuned one, and
-    `prefetch(AUTOTUNE)` keeps its own buffer tuning. For the decoding of
-    image files, which is bound by the CPU, that is the parallelism the
-    tuning converges to. Options set on the user's own stream are kept;
-    only `autotune.enabled` is set.
+    `prefetch(AUTOTUNE)` keeps its own buffer tuning (a parallel `map` of
+    image resizes took the same time either way on 2 cores, docs/data.md).
+    Options set on the user's own stream are kept; only `autotune.enabled`
+    is set.
     """
     import tensorflow as tf
 
