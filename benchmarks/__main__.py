@@ -7,6 +7,8 @@ of the ratios each measured:
   Keras + `model.fit`, throughput ratio (target >= 0.97);
 - `bench_normalization`: kerascnn GroupNorm vs Keras GroupNorm vs
   BatchNorm, step-time ratios;
+- `bench_epoch_end`: `model.fit` on kerascnn's `tf.data` pipelines vs the
+  same with tf.data's autotuning on (the end-of-epoch stall), time ratio;
 - `bench_transfer_feature_cache` and `bench_tuning` (from the transfer and
   tuning issues), when present;
 - `bench_gpu`: float32 / mixed precision / XLA, MirroredStrategy scaling
@@ -32,6 +34,7 @@ from benchmarks import _common
 BENCHMARKS = (
     ("bench_overhead", True),
     ("bench_normalization", True),
+    ("bench_epoch_end", True),
     ("bench_transfer_feature_cache", False),
     ("bench_tuning", False),
     ("bench_gpu", True),
