@@ -5,8 +5,7 @@ Part A, the mechanism in TensorFlow alone: a finite
 `tf.function` (as `model.fit`, `evaluate` and `predict` read every finite
 epoch), one element per call with a pause of 20 ms between calls (a
 training step) so that the iterator lives about 1.5, 3 or 6 s; then it is
-freed
-(`del` + `gc.collect()`) and the freeing is timed. With autotuning on, the
+freed (`del` + `gc.collect()`) and the freeing is timed. With autotuning on, the
 free waits for the autotuning thread's next wake-up (at 10 ms, then at
 doubling intervals: 2.55 s, 5.11 s, 10.23 s ... after the iterator was
 made); with `tf.data.Options().autotune.enabled = False`
@@ -17,8 +16,9 @@ network (`build_cnn(**kerascnn.training.defaults.MODEL)`, 3 blocks on
 28x28) for 4 epochs on the same `kerascnn.data.make_dataset` pipelines
 (training: 3,600 mnist5k images, 360 a class; validation: 900), once as
 kerascnn builds them (autotuning off) and once with autotuning switched
-back on, in alternating order, several rounds. Ratio = wall time of the fit with kerascnn's
-pipelines / with autotuning on (lower is faster; 1.0 is no change).
+back on, in alternating order, several rounds. Ratio = wall time of the
+fit with kerascnn's pipelines / with autotuning on (lower is faster; 1.0
+is no change).
 
     python -m benchmarks.bench_epoch_end [--quick] [--seeds ROUNDS]
 """
@@ -73,6 +73,7 @@ def fit_time(x, y, x_val, y_val, enabled_autotune, epochs, batch_size, seed):
 
     from kerascnn.data import make_dataset
     from kerascnn.models import build_cnn
+    from kerascnn.training import defaults
 
     keras.utils.set_random_seed(seed)
     train = make_dataset(x, y, batch_size=batch_size, seed=seed, cache=False)
@@ -81,8 +82,6 @@ def fit_time(x, y, x_val, y_val, enabled_autotune, epochs, batch_size, seed):
     if enabled_autotune:
         train = _with_autotune(train, True)
         validation = _with_autotune(validation, True)
-    from kerascnn.training import defaults
-
     model = build_cnn(x.shape[1:], 10, normalizer=x, verbose=False,
                       **defaults.MODEL)
     _common.compile_classifier(model)
@@ -116,8 +115,8 @@ def main(argv=None):
     split = len(x) * 4 // 5
     fits = {"kerascnn": [], "autotune on": []}
     for index in range(rounds):
-        order = (("kerascnn", False), ("autotune on", True))
-        for label, enabled in (order if index % 2 == 0 else order[::-1]):
+        sides = (("kerascnn", False), ("autotune on", True))
+        for label, enabled in (sides if index % 2 == 0 else sides[::-1]):
             fits[label].append(fit_time(x[:split], y[:split], x[split:],
                                         y[split:], enabled, epochs, 64,
                                         seed=index))

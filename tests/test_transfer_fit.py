@@ -125,3 +125,32 @@ def test_imagenet_download_failure_is_one_clear_error(monkeypatch):
         transfer.get_backbone("mobilenetv2", input_shape=(32, 32, 3))
     assert "weights=None" in str(error.value)
     assert "Received: weights='imagenet'" in str(error.value)
+
+
+def test_feature_dataset_every_row_reshuffled_without_the_autotune_stall():
+    """The cached-feature heads read their rows through `feature_dataset`
+    (tf.data's autotuning off: Keras' own array adapter keeps it on and
+    waits at the end of every millisecond-long head epoch)."""
+    from kerascnn.transfer.feature_cache import feature_dataset
+
+    x = np.arange(10, dtype="float32")[:, None] * np.ones((1, 3), "float32")
+    y = np.arange(10) % 2
+    dataset = feature_dataset(x, y, 4, shuffle=True, seed=1)
+    assert dataset.options().autotune.enabled is False
+
+    def epoch(ds):
+        batches = [(b.numpy(), l.numpy()) for b, l in ds]
+        assert [len(b) for b, _ in batches] == [4, 4, 2]
+        rows = np.concatenate([b[:, 0] for b, _ in batches]).astype(int)
+        labels = np.concatenate([l for _, l in batches])
+        np.testing.assert_array_equal(labels, rows % 2)
+        return rows
+
+    first, second = epoch(dataset), epoch(dataset)
+    assert sorted(first) == list(range(10)) == sorted(second)
+    assert list(first) != list(second)  # reshuffled every epoch
+    again = feature_dataset(x, y, 4, shuffle=True, seed=1)
+    np.testing.assert_array_equal(epoch(again), first)  # same on every worker
+    in_order = feature_dataset(x, y, 4)
+    np.testing.assert_array_equal(epoch(in_order), np.arange(10))
+    assert in_order.options().autotune.enabled is False

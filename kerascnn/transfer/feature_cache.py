@@ -141,6 +141,33 @@ def extract_features(feature_model, images, batch_size=64, verbose=0,
     return result
 
 
+
+def feature_dataset(features, labels, batch_size, shuffle=False, seed=None):
+    """Cached features and their labels as a batched `tf.data.Dataset`, for
+    the `fit` of a head.
+
+    What it adds to `model.fit(features, labels)`: Keras' array adapter
+    keeps tf.data's autotuning on, and every epoch of a head, which lasts
+    milliseconds, then waits for the autotuning thread at its end
+    (`kerascnn.data.pipeline.without_autotune_stall`): 40 epochs of a Dense
+    head on 1,000 rows of 256 features took 3.8-4.0 s from arrays against
+    1.7 s from this dataset on this project's 2-core machine. With
+    `shuffle`, reshuffled every epoch as Keras' `shuffle=True` does; a
+    `seed` gives the same order on every worker (so that data sharding
+    partitions the rows).
+    """
+    import tensorflow as tf
+
+    from kerascnn.data.pipeline import without_autotune_stall
+
+    dataset = tf.data.Dataset.from_tensor_slices((features, labels))
+    if shuffle:
+        dataset = dataset.shuffle(len(labels), seed=seed,
+                                  reshuffle_each_iteration=True)
+    return without_autotune_stall(
+        dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE))
+
+
 def build_head(input_dim, num_classes, dropout=0.2, name="transfer_head"):
     """The classifier put on pooled features: Dropout then Dense(softmax)."""
     input_dim = _validation.check_positive_int("input_dim", input_dim)
@@ -239,9 +266,12 @@ def fit_cached_head(backbone, x_train, y_train, validation_data=None,
     if val is not None and patience:
         callbacks.append(early_stopping(patience))
     start = time.perf_counter()
-    history = head.fit(train_features, y_train, validation_data=val,
-                       epochs=epochs, batch_size=batch_size,
-                       callbacks=callbacks, verbose=verbose)
+    if val is not None:
+        val = feature_dataset(*val, batch_size)
+    history = head.fit(feature_dataset(train_features, y_train, batch_size,
+                                       shuffle=True),
+                       validation_data=val, epochs=epochs,
+                       callbacks=callbacks, verbose=verbose, shuffle=False)
     train_seconds = time.perf_counter() - start
     model = compile_classifier(assemble(backbone, head),
                                learning_rate=learning_rate)

@@ -599,12 +599,14 @@ def _fine_tune(backbone, plan, x, y, source, validation_data, val_source,
     head_callbacks = list(callbacks)
     if head_patience:
         head_callbacks.append(early_stopping(head_patience))
-    # Arrays: Keras shards them by data across workers.
-    result = head.fit(train_features, y_train,
-                      validation_data=(val_features, y_val),
-                      epochs=head_epochs, batch_size=global_batch,
-                      validation_batch_size=val_batch,
-                      callbacks=head_callbacks, verbose=verbose)
+    # Every worker holds all rows; data sharding gives each its share.
+    result = head.fit(
+        core_data.shard(feature_cache.feature_dataset(
+            train_features, y_train, global_batch, shuffle=True, seed=seed)),
+        validation_data=core_data.shard(feature_cache.feature_dataset(
+            val_features, y_val, val_batch)),
+        epochs=head_epochs, callbacks=head_callbacks, verbose=verbose,
+        shuffle=False)
     history["head"] = dict(result.history)
     with strategy.scope(), distribute.precision_scope(policy):
         model = feature_cache.assemble(backbone, head)
